@@ -1,0 +1,48 @@
+"""Run a service's Flask app under gunicorn with the shared settings, from the service's console script.
+
+Every image starts ``homelab-<service>``, whose ``main()`` calls ``serve(create_app)``: one way to start all
+services, with the one worker + threads model explained in :mod:`homelab_common.gunicorn_conf`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from homelab_common import gunicorn_conf
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+        self.factory = factory
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.factory()
+
+
+def gunicorn_options(**overrides: Any) -> dict[str, Any]:
+    """The shared gunicorn settings (see gunicorn_conf), with per-service overrides."""
+    names = ("bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive")
+    options: dict[str, Any] = {name: getattr(gunicorn_conf, name) for name in names}
+    options.update(
+        accesslog=gunicorn_conf.accesslog,
+        errorlog=gunicorn_conf.errorlog,
+        worker_tmp_dir=gunicorn_conf.worker_tmp_dir,
+        forwarded_allow_ips=gunicorn_conf.forwarded_allow_ips,
+    )
+    options.update(overrides)
+    return options
+
+
+def serve(factory: Callable[[], Flask], **overrides: Any) -> None:
+    """Serve ``factory()`` until SIGTERM; the app is built in the worker so its threads start there."""
+    _Gunicorn(factory, gunicorn_options(**overrides)).run()

@@ -1,0 +1,1 @@
+"""Site configuration, `task configure`, the `task up` stages (metal, cluster, bootstrap, apps), the virtual lab."""

@@ -95,7 +95,8 @@ def helm() -> str:
 def _run(args: Sequence[str], what: str) -> str:
     proc = subprocess.run([helm(), *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise ChartError(f"{what} failed:\n{proc.stderr.strip() or proc.stdout.strip()}")
+        output = "\n".join(part.strip() for part in (proc.stdout, proc.stderr) if part.strip())
+        raise ChartError(f"{what} failed:\n{output}")
     return proc.stdout
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from chart_harness import (
     LIBRARY,
     REPO,
@@ -64,7 +65,8 @@ def _depends_on_library(chart: Path) -> bool:
 def test_library_consumer_carries_the_library_values_schema(chart: Path) -> None:
     schema = chart / "values.schema.json"
     expected = (LIBRARY / "values.schema.json").read_bytes()
-    assert schema.is_file() and schema.read_bytes() == expected, (
+    assert schema.is_file(), f"{schema.relative_to(REPO)} is missing: run scripts/sync-chart-schemas.sh"
+    assert schema.read_bytes() == expected, (
         f"{schema.relative_to(REPO)} must be a copy of charts/library/values.schema.json: "
         "run scripts/sync-chart-schemas.sh"
     )
@@ -104,7 +106,10 @@ def test_misspelled_fields_are_reported_with_document_and_path() -> None:
     problems = _problems(fixture)
     assert _reported(problems, fixture, "Deployment/can-fail-typo", "spec.replicass: unknown field"), problems
     assert _reported(
-        problems, fixture, "Deployment/can-fail-typo", "spec.template.spec.containers[0].imagePullPolicyy: unknown field"
+        problems,
+        fixture,
+        "Deployment/can-fail-typo",
+        "spec.template.spec.containers[0].imagePullPolicyy: unknown field",
     ), problems
 
 

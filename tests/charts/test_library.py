@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from chart_harness import ChartError, Document, find, pod_templates, render_chart
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -284,22 +285,34 @@ def test_cronjob_forbids_concurrent_runs(docs: list[Document]) -> None:
     ("values", "message"),
     [
         ("controllers: {main: {type: Deploymnet}}", 'controllers.main: unknown type "Deploymnet"'),
-        ("controllers: {main: {containers: {main: {image: {repository: ''}}}}}",
-         "controllers.main.containers.main: image.repository is required"),
-        ("controllers: {main: {containers: {main: {ports: {http: {port: null}}}}}}",
-         "controllers.main.containers.main.ports.http: port (a number) is required"),
+        (
+            "controllers: {main: {containers: {main: {image: {repository: ''}}}}}",
+            "controllers.main.containers.main: image.repository is required",
+        ),
+        (
+            "controllers: {main: {containers: {main: {ports: {http: {port: null}}}}}}",
+            "controllers.main.containers.main.ports.http: port (a number) is required",
+        ),
         ("service: {main: {ports: {http: {protocol: TCP}}}}", "service.main.ports.http: port (a number) is required"),
-        ("service: {web: {controller: web, ports: {http: {port: 80}}}}",
-         'service.web: controller "web" is not defined in controllers'),
-        ("service: {main: {ports: {http: {port: 80}}}}\ningress: {main: {className: traefik}}",
-         "ingress.main: host is required"),
-        ("controllers: {job: {type: cronjob, containers: {main: {image: {repository: x}}}}}",
-         "controllers.job: cronjob.schedule is required"),
+        (
+            "service: {web: {controller: web, ports: {http: {port: 80}}}}",
+            'service.web: controller "web" is not defined in controllers',
+        ),
+        (
+            "service: {main: {ports: {http: {port: 80}}}}\ningress: {main: {className: traefik}}",
+            "ingress.main: host is required",
+        ),
+        (
+            "controllers: {job: {type: cronjob, containers: {main: {image: {repository: x}}}}}",
+            "controllers.job: cronjob.schedule is required",
+        ),
         ("persistence: {data: {type: nfs}}", 'persistence.data: unknown type "nfs"'),
         ("rbac: {main: {type: Rolle, rules: {r: {verbs: [get]}}}}", 'rbac.main: unknown type "Rolle"'),
         ("controllers: {main: {serviceAccount: robot}}", 'controllers.main: serviceAccount "robot" is not defined'),
-        ("prometheusRule: {main: {groups: {g: {rules: {Down: {for: 5m}}}}}}",
-         "prometheusRule.main.groups.g.rules.Down: expr is required"),
+        (
+            "prometheusRule: {main: {groups: {g: {rules: {Down: {for: 5m}}}}}}",
+            "prometheusRule.main.groups.g.rules.Down: expr is required",
+        ),
         ("serviceMonitor: {main: {service: web}}", 'serviceMonitor.main: service "web" is not defined in service'),
     ],
     ids=[

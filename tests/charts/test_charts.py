@@ -6,10 +6,13 @@ and the harness must name the chart, fixture, document and field.
 
 from pathlib import Path
 
+import kubernetes_validate.utils
 import pytest
 import yaml
+from packaging.version import Version
 
 from chart_harness import (
+    KUBERNETES_VERSION,
     LIBRARY,
     REPO,
     ChartError,
@@ -178,3 +181,13 @@ def test_values_schema_rejects_a_typo_in_item_maps(tmp_path: Path, values: str, 
     path.write_text(values + "\n")
     with pytest.raises(ChartError, match=typo):
         lint_chart(EVERYTHING, [path])
+
+
+def test_library_chart_lints_strictly() -> None:
+    lint_chart(LIBRARY)
+
+
+def test_validation_uses_the_newest_kubernetes_schemas_shipped() -> None:
+    shipped = max(kubernetes_validate.utils.all_versions(), key=Version)
+    assert Version(KUBERNETES_VERSION) >= Version("1.33")
+    assert Version(KUBERNETES_VERSION) == Version(shipped), f"kubernetes-validate ships {shipped}: bump it"

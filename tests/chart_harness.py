@@ -261,9 +261,11 @@ def strict_openapi(schema: dict[str, Any]) -> dict[str, Any]:
             # branches only add constraints, so closing a branch would reject fields declared beside it.
 
     walk(schema)
-    # metadata is validated separately against the strict ObjectMeta schema.
-    schema.setdefault("properties", {})["metadata"] = {"type": "object"}
-    schema["properties"]["metadata"]["additionalProperties"] = True
+    # apiVersion and kind are implicit at the root; metadata is validated separately (strict ObjectMeta).
+    properties = schema.setdefault("properties", {})
+    properties.setdefault("apiVersion", {"type": "string"})
+    properties.setdefault("kind", {"type": "string"})
+    properties["metadata"] = {"type": "object"}
     return schema
 
 

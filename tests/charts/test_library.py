@@ -334,3 +334,24 @@ def test_bad_values_fail_naming_the_item(tmp_path: Path, values: str, message: s
     with pytest.raises(ChartError) as failure:
         _render_can_fail(tmp_path, values + "\n")
     assert message in str(failure.value)
+
+
+def test_names_and_labels_can_be_overridden(tmp_path: Path) -> None:
+    docs = _render_can_fail(
+        tmp_path,
+        "fullnameOverride: boot\nglobal: {partOf: lab, labels: {team: metal}}\n"
+        "controllers: {main: {labels: {tier: edge}}}\n",
+    )
+    deployment = _one(docs, "Deployment")
+    assert deployment["metadata"]["name"] == "boot"
+    labels = deployment["metadata"]["labels"]
+    assert (labels["app.kubernetes.io/part-of"], labels["team"], labels["tier"]) == ("lab", "metal", "edge")
+
+
+def test_secure_defaults_can_be_relaxed_per_container(tmp_path: Path) -> None:
+    docs = _render_can_fail(
+        tmp_path, "controllers: {main: {containers: {main: {securityContext: {readOnlyRootFilesystem: false}}}}}\n"
+    )
+    context = _pod(docs, "Deployment", "can-fail")["containers"][0]["securityContext"]
+    assert context["readOnlyRootFilesystem"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}

@@ -139,7 +139,7 @@ def test_refused_connections_are_retried_and_changes_during_the_outage_caught_up
     lists_before = kube.request_count("list", "pods")
     with kube.outage():
         # The informer now gets "connection refused" for a while and must keep retrying.
-        wait_for(lambda: cache._backoff.failures >= 2)
+        wait_for(lambda: cache.failures >= 2)
     core.delete_namespaced_pod("doomed", "default")
     core.create_namespaced_pod("default", pod("born-later"))
     wait_for(lambda: cache.keys() == ["default/born-later"])

@@ -9,6 +9,8 @@ from homelab_common.k8s.client import load_client
 from homelab_common.k8s.errors import KubeConfigError, PermanentError, ReconcileError, TemporaryError
 from homelab_common.k8s.events import EventRecorder, ObjectRef
 from homelab_common.k8s.informer import Change, Informer, object_key
+from homelab_common.k8s.leader import LeaderElector
+from homelab_common.k8s.reconciler import Reconciler
 
 __all__ = [
     "Backoff",
@@ -16,9 +18,11 @@ __all__ = [
     "EventRecorder",
     "Informer",
     "KubeConfigError",
+    "LeaderElector",
     "ObjectRef",
     "PermanentError",
     "ReconcileError",
+    "Reconciler",
     "TemporaryError",
     "load_client",
     "object_key",

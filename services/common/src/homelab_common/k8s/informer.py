@@ -121,6 +121,11 @@ class Informer:
         """True once the first list has been loaded: before that, an empty cache means "unknown"."""
         return self._synced.is_set()
 
+    @property
+    def failures(self) -> int:
+        """Consecutive failed attempts since the API last answered well; a readiness probe can use it."""
+        return self._backoff.failures
+
     def wait_for_sync(self, timeout: float | None = None) -> bool:
         return self._synced.wait(timeout)
 

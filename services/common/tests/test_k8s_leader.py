@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import kubernetes.client
 import pytest
-from homelab_common.k8s import LeaderElector
+from homelab_common.k8s import LeaderElector, Reconciler
 from homelab_common.k8s.testing import KubeEmulator, kube, wait_for
 
 __all__ = ["kube"]
@@ -134,3 +135,32 @@ def test_conflicting_write_means_someone_else_won(kube: KubeEmulator) -> None:
 def test_invalid_timings_are_refused(kube: KubeEmulator) -> None:
     with pytest.raises(ValueError, match="lease_duration > renew_deadline"):
         LeaderElector(kube.api_client(), "dns", "x", "me", lease_duration=5, renew_deadline=10)
+
+
+def test_only_the_leader_runs_its_reconciler(kube: KubeEmulator) -> None:
+    """The wiring every writing service uses: leadership starts and stops the reconciler."""
+    runs: dict[str, int] = {"dns-0": 0, "dns-1": 0}
+    electors = []
+    for identity in runs:
+        reconciler = Reconciler(functools.partial(runs.__setitem__, identity, 1), resync_period=3600.0)
+        elector = LeaderElector(
+            kube.api_client(),
+            "dns",
+            "homelab-dns",
+            identity,
+            lease_duration=3600.0,
+            renew_deadline=1.5,
+            retry_period=0.1,
+            on_started_leading=reconciler.start,
+            on_stopped_leading=reconciler.stop,
+        )
+        electors.append(elector)
+    first, second = electors
+    first.start()
+    wait_for(lambda: runs["dns-0"] == 1)
+    second.start()
+    wait_for(lambda: kube.request_count("fetch", "leases") >= 6)
+    assert runs["dns-1"] == 0
+    first.stop()
+    wait_for(lambda: runs["dns-1"] == 1)
+    second.stop()

@@ -149,3 +149,12 @@ def test_stop_returns_while_idle() -> None:
     reconciler.stop(timeout=30)
     assert reconciler._thread is not None
     assert not reconciler._thread.is_alive()
+
+
+def test_can_be_restarted_after_stop() -> None:
+    calls = Calls()
+    reconciler = quiet(calls)
+    with reconciler:
+        wait_for(lambda: calls.count == 1)
+    with reconciler:
+        wait_for(lambda: calls.count == 2)

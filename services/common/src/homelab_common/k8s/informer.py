@@ -143,7 +143,11 @@ class Informer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop promptly: an open watch is cut (its socket shut down) rather than waited out."""
+        """Stop promptly: an open watch is cut (its socket shut down) rather than waited out.
+
+        A list request in flight is not cut; it ends within ``request_timeout``, after ``timeout`` the
+        (daemon) thread is left to finish on its own.
+        """
         with self._lock:
             self._stopping.set()
             response = self._response

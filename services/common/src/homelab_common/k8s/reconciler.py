@@ -70,10 +70,14 @@ class Reconciler:
                 self._cond.notify()
 
     def start(self) -> Reconciler:
-        if self._thread is not None:
-            raise RuntimeError(f"reconciler {self.name} already started")
-        self._thread = threading.Thread(target=self._run, name=f"reconciler-{self.name}", daemon=True)
-        self._thread.start()
+        """Start (or restart after ``stop()``: leadership can be lost and won again) with a fresh run."""
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                raise RuntimeError(f"reconciler {self.name} already running")
+            self._stopping = False
+            self._due = 0.0
+            self._thread = threading.Thread(target=self._run, name=f"reconciler-{self.name}", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -187,3 +187,15 @@ def test_cluster_wide_list_keys_by_namespace(kube: KubeEmulator) -> None:
         assert informer.wait_for_sync(timeout=30)
         assert informer.keys() == ["apps/web"]
         assert informer.list()[0].spec.rules[0].host == "web.home.arpa"
+
+
+def test_repeated_expiry_backs_off_instead_of_spinning(
+    core: kubernetes.client.CoreV1Api, kube: KubeEmulator
+) -> None:
+    kube.expire_watch("pods", times=4)
+    informer = Informer(core.list_namespaced_pod, namespace="default", backoff=FAST)
+    with informer:
+        wait_for(lambda: kube.pending_faults() == 0)
+        wait_for(lambda: informer.failures >= 1)
+        core.create_namespaced_pod("default", pod("p1"))
+        wait_for(lambda: informer.get("default/p1") is not None)

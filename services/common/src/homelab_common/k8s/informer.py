@@ -167,6 +167,7 @@ class Informer:
     def _run(self) -> None:
         resource_version: str | None = None
         next_resync = 0.0
+        just_expired = False
         while not self._stopping.is_set():
             try:
                 if resource_version is None or time.monotonic() >= next_resync:
@@ -174,9 +175,13 @@ class Informer:
                     next_resync = time.monotonic() + self._resync_period
                 resource_version = self._watch(resource_version, next_resync)
                 self._backoff.reset()  # only a watch that ended cleanly proves the API is healthy again
+                just_expired = False
             except _GoneError:
                 log.info("watch expired, relisting", extra={"informer": self.name})
                 resource_version = None
+                if just_expired:  # expiring again straight after a fresh list: do not spin on it
+                    self._stopping.wait(self._backoff.next())
+                just_expired = True
             except Exception as exc:
                 if self._stopping.is_set():
                     break

@@ -96,9 +96,7 @@ def _make_emulator_class() -> type[Any]:
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
                 if fault.status is not None:
-                    raise kmock.KubernetesError(
-                        status=fault.status, reason="Injected", message="injected fault"
-                    )
+                    raise kmock.KubernetesError(status=fault.status, reason="Injected", message="injected fault")
                 if fault.watch_gone:
                     gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410}
                     gone |= {"reason": "Expired", "message": "too old resource version"}

@@ -77,8 +77,7 @@ disk=/dev/vda
 [ -b "$disk" ] || fail "no install disk $disk"
 dd if=/lib/homelab/bootsector.bin of="$disk" bs=512 count=1 conv=notrunc 2>/dev/null || fail "cannot write $disk"
 sync
-wget -q -O /tmp/installed --post-data "{\"hostname\": \"$host\"}" --header "Content-Type: application/json" \
-  "${seed}installed" || fail "cannot report ${seed}installed"
+wget -q -O /tmp/installed --post-data "" "${seed}installed" || fail "cannot report ${seed}installed"
 say "installed $host $mac"
 sync
 poweroff -f

@@ -1,0 +1,199 @@
+"""The virtual lab: the site's machines as QEMU VMs on a private LAN with a home router, from the site file.
+
+``task up``'s virtual-lab mode and the end-to-end tests both use :class:`VirtualLab`: it builds the LAN
+(:mod:`.network`), runs dnsmasq as the home router (DHCP and router advertisements only — network boot is the
+boot server's job), builds the installer (:mod:`.installer`) and lays it out as pxe's assets, and creates one
+:class:`~.qemu.VirtualMachine` per site machine. What answers the boot (our services or the dnsmasq baseline) is
+started by the caller through :meth:`VirtualLab.start_homelab` or :meth:`VirtualLab.start_dnsmasq_proxy`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from homelab_bootstrap.lab.bootserver import PXE_PORT, DnsmasqProxy, HomelabBootServer
+from homelab_bootstrap.lab.commands import LabError, LabProcess
+from homelab_bootstrap.lab.dnsmasq import router_args, start_dnsmasq
+from homelab_bootstrap.lab.installer import Installer, build_installer
+from homelab_bootstrap.lab.netns import HttpReply, http
+from homelab_bootstrap.lab.network import LabNetwork, sweep_stale
+from homelab_bootstrap.lab.qemu import Firmware, MachineSpec, VirtualMachine
+
+
+class LanLike(Protocol):
+    """What the lab needs of the site's ``lan`` (``homelab_common.site.Lan``)."""
+
+    @property
+    def subnet(self) -> ipaddress.IPv4Network: ...
+    @property
+    def gateway(self) -> ipaddress.IPv4Address: ...
+    @property
+    def dns(self) -> Sequence[ipaddress.IPv4Address]: ...
+
+
+class MachineLike(Protocol):
+    """What the lab needs of a site machine (``homelab_common.site.Machine``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def mac(self) -> str: ...
+    @property
+    def ip(self) -> ipaddress.IPv4Address: ...
+    @property
+    def arch(self) -> str: ...
+
+
+class SiteLike(Protocol):
+    """What the lab needs of the site (``homelab_common.site.Site``)."""
+
+    @property
+    def lan(self) -> LanLike: ...
+    @property
+    def machines(self) -> Sequence[MachineLike]: ...
+
+
+def machine_specs(
+    site: SiteLike, firmware: Firmware | Mapping[str, Firmware] = Firmware.BIOS_IPXE, memory_mb: int = 384
+) -> list[MachineSpec]:
+    """One VM definition per site machine (amd64 only: the lab emulates x86-64)."""
+    specs = []
+    for machine in site.machines:
+        if machine.arch != "amd64":
+            raise LabError(f"machine {machine.name}: arch {machine.arch} cannot run in the virtual lab (amd64 only)")
+        chosen = firmware if isinstance(firmware, Firmware) else firmware.get(machine.name, Firmware.BIOS_IPXE)
+        specs.append(MachineSpec(machine.name, machine.mac, chosen, memory_mb))
+    return specs
+
+
+def pick_bootserver_ip(site: SiteLike) -> ipaddress.IPv4Address:
+    """The first address of the LAN that is neither the gateway, a DNS server nor a machine's."""
+    taken = {site.lan.gateway, *site.lan.dns, *(m.ip for m in site.machines)}
+    for address in site.lan.subnet.hosts():
+        if address not in taken:
+            return address
+    raise LabError(f"lan.subnet {site.lan.subnet} has no free address for the boot server")
+
+
+class VirtualLab:
+    """The lab for one site; a context manager that always tears everything down."""
+
+    def __init__(
+        self,
+        site: SiteLike,
+        site_file: Path,
+        workdir: Path,
+        cache_dir: Path,
+        firmware: Firmware | Mapping[str, Firmware] = Firmware.BIOS_IPXE,
+        memory_mb: int = 384,
+    ) -> None:
+        self.site = site
+        self.site_file = site_file
+        self.workdir = workdir
+        self.cache_dir = cache_dir
+        self.specs = {spec.name: spec for spec in machine_specs(site, firmware, memory_mb)}
+        self.bootserver_ip = pick_bootserver_ip(site)
+        self.network = LabNetwork(site.lan.subnet, site.lan.gateway, self.bootserver_ip)
+        self.assets_dir = workdir / "assets"
+        self.installer: Installer | None = None
+        self.router: LabProcess | None = None
+        self.boot_server: HomelabBootServer | DnsmasqProxy | None = None
+        self.homelab: HomelabBootServer | None = None
+        self.machines: dict[str, VirtualMachine] = {}
+
+    def start(self) -> VirtualLab:
+        """Sweep leftovers of dead runs, build the LAN, start the router, build the installer."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        sweep_stale()
+        self.network.create()
+        try:
+            self.installer = build_installer(self.cache_dir)
+            self.installer.install_assets(self.assets_dir)
+            lan = self.site.lan
+            args = router_args(self.workdir, lan.subnet, lan.gateway, list(lan.dns), self.network.ipv6_prefix)
+            self.router = start_dnsmasq(self.network.router_ns, args, self.workdir / "router.log", "router dnsmasq")
+            deadline = time.monotonic() + 10
+            while "started, version" not in self.router.output():
+                self.router.check_alive()
+                if time.monotonic() > deadline:
+                    raise LabError(f"router dnsmasq did not start within 10s; log: {self.router.log_path}")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_homelab(self, **options: Any) -> HomelabBootServer:
+        """Our pxe + autoinstall on the boot server (options: dhcp, tftp, unknown_action, tftp_root)."""
+        server = HomelabBootServer(
+            self.network.boot_ns, self.bootserver_ip, self.site.lan.subnet, self.site_file,
+            self.workdir / "bootserver", self.assets_dir, **options,
+        )  # fmt: skip
+        self.boot_server = self.homelab = server
+        server.start()
+        return server
+
+    def start_dnsmasq_proxy(self, script_url: str | None = None) -> DnsmasqProxy:
+        """dnsmasq's proxyDHCP + TFTP; iPXE goes to ``script_url`` (default: our pxe's boot script URL)."""
+        url = (
+            script_url
+            or f"http://{self.bootserver_ip}:{PXE_PORT}/boot.ipxe?mac=${{mac}}&uuid=${{uuid}}&arch=${{buildarch}}"
+        )
+        proxy = DnsmasqProxy(self.network.boot_ns, self.site.lan.subnet, self.workdir, url)
+        self.boot_server = proxy
+        proxy.start()
+        return proxy
+
+    def machine(self, name: str) -> VirtualMachine:
+        """The VM of site machine ``name`` (created on first use: disk, NVRAM, tap)."""
+        if name not in self.machines:
+            if name not in self.specs:
+                raise LabError(f"no machine {name!r} in the site file (known: {', '.join(self.specs)})")
+            self.machines[name] = VirtualMachine(self.specs[name], self.network, self.workdir / "machines")
+        return self.machines[name]
+
+    def add_machine(self, spec: MachineSpec) -> VirtualMachine:
+        """A VM that is not in the site file (a stranger on the LAN)."""
+        if spec.name in self.machines or spec.name in self.specs:
+            raise LabError(f"machine {spec.name} exists already")
+        self.machines[spec.name] = VirtualMachine(spec, self.network, self.workdir / "machines")
+        return self.machines[spec.name]
+
+    def autoinstall(self, method: str, path: str, body: bytes | None = None) -> HttpReply:
+        """Ask our autoinstall service (from inside the boot-server namespace)."""
+        if self.homelab is None:
+            raise LabError("the homelab boot server is not running: call start_homelab() first")
+        return http(self.network.boot_ns, method, self.homelab.autoinstall_url + path, body)
+
+    def pxe(self, method: str, path: str) -> HttpReply:
+        """Ask our pxe service's HTTP side (from inside the boot-server namespace)."""
+        if self.homelab is None:
+            raise LabError("the homelab boot server is not running: call start_homelab() first")
+        return http(self.network.boot_ns, method, self.homelab.pxe_url + path)
+
+    def stop_boot_server(self) -> None:
+        if self.boot_server is not None:
+            self.boot_server.stop()
+        self.boot_server = self.homelab = None
+
+    def stop(self) -> None:
+        """Stop every machine and service and delete the LAN; safe to call twice."""
+        for vm in self.machines.values():
+            vm.stop()
+        self.stop_boot_server()
+        if self.router is not None:
+            self.router.stop()
+        self.network.destroy()
+
+    def __enter__(self) -> VirtualLab:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -102,7 +102,7 @@ class VirtualLab:
         self.assets_dir = workdir / "assets"
         self.installer: Installer | None = None
         self.router: LabProcess | None = None
-        self.boot_server: HomelabBootServer | DnsmasqProxy | None = None
+        self.boot_servers: list[HomelabBootServer | DnsmasqProxy] = []
         self.homelab: HomelabBootServer | None = None
         self.machines: dict[str, VirtualMachine] = {}
 
@@ -134,7 +134,8 @@ class VirtualLab:
             self.network.boot_ns, self.bootserver_ip, self.site.lan.subnet, self.site_file,
             self.workdir / "bootserver", self.assets_dir, **options,
         )  # fmt: skip
-        self.boot_server = self.homelab = server
+        self.homelab = server
+        self.boot_servers.append(server)
         server.start()
         return server
 
@@ -145,7 +146,7 @@ class VirtualLab:
             or f"http://{self.bootserver_ip}:{PXE_PORT}/boot.ipxe?mac=${{mac}}&uuid=${{uuid}}&arch=${{buildarch}}"
         )
         proxy = DnsmasqProxy(self.network.boot_ns, self.site.lan.subnet, self.workdir, url)
-        self.boot_server = proxy
+        self.boot_servers.append(proxy)
         proxy.start()
         return proxy
 
@@ -176,16 +177,18 @@ class VirtualLab:
             raise LabError("the homelab boot server is not running: call start_homelab() first")
         return http(self.network.boot_ns, method, self.homelab.pxe_url + path)
 
-    def stop_boot_server(self) -> None:
-        if self.boot_server is not None:
-            self.boot_server.stop()
-        self.boot_server = self.homelab = None
+    def stop_boot_servers(self) -> None:
+        """Stop whatever answers network boots (to start another stack on the same LAN)."""
+        for server in reversed(self.boot_servers):
+            server.stop()
+        self.boot_servers.clear()
+        self.homelab = None
 
     def stop(self) -> None:
         """Stop every machine and service and delete the LAN; safe to call twice."""
         for vm in self.machines.values():
             vm.stop()
-        self.stop_boot_server()
+        self.stop_boot_servers()
         if self.router is not None:
             self.router.stop()
         self.network.destroy()

@@ -126,18 +126,25 @@ class VirtualMachine:
         self.workdir = workdir / spec.name
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.disk = self.workdir / "disk.raw"
-        with self.disk.open("wb") as handle:
-            handle.truncate(spec.disk_mb * 1024 * 1024)
         self.ovmf_vars: Path | None = None
+        self.process: LabProcess | None = None
         if spec.firmware is not Firmware.BIOS_IPXE:
             if not OVMF_CODE.exists():
                 raise LabError(f"{OVMF_CODE} not found: install the Debian package ovmf")
             self.ovmf_vars = self.workdir / "OVMF_VARS.fd"
-            shutil.copyfile(OVMF_VARS, self.ovmf_vars)
+        self.reset()
         self.tap = network.add_tap()
         self.boots = 0
-        self.process: LabProcess | None = None
         self.serial_log = self.workdir / "serial-0.log"
+
+    def reset(self) -> None:
+        """Back to factory state: a blank disk and, for UEFI, empty NVRAM (boot entries are stored there)."""
+        if self.process is not None and self.process.alive():
+            raise LabError(f"machine {self.spec.name} is running: stop it before resetting it")
+        with self.disk.open("wb") as handle:
+            handle.truncate(self.spec.disk_mb * 1024 * 1024)
+        if self.ovmf_vars is not None:
+            shutil.copyfile(OVMF_VARS, self.ovmf_vars)
 
     def start(self) -> None:
         """Power on (a fresh serial log per boot: ``serial-<n>.log``)."""

@@ -23,6 +23,25 @@ AUTOINSTALL_PORT = 8081
 PXE_PORT = 8080
 
 
+#: The iPXE binaries PXE firmware fetches over TFTP (Debian's ``ipxe`` package).
+IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
+
+
+def prepare_tftp_root(target: Path, source: Path = IPXE_DIR) -> Path:
+    """Copy the iPXE binaries into ``target`` as regular files.
+
+    Debian's ``/usr/lib/ipxe/ipxe.efi`` is a symlink to ``/boot/ipxe.efi``; a TFTP server that refuses symlinks
+    leaving its root (pxe does, rightly) would refuse it, so the lab serves real copies.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    for name in IPXE_BINARIES:
+        binary = source / name
+        if not binary.exists():
+            raise LabError(f"{binary} not found: install the Debian package ipxe")
+        shutil.copyfile(binary.resolve(), target / name)
+    return target
+
+
 def console_script(name: str) -> str:
     """The path of a workspace console script: beside this interpreter (the venv), else on PATH."""
     beside = Path(sys.executable).parent / name

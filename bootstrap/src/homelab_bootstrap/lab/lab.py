@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from homelab_bootstrap.lab.bootserver import PXE_PORT, DnsmasqProxy, HomelabBootServer
+from homelab_bootstrap.lab.bootserver import PXE_PORT, DnsmasqProxy, HomelabBootServer, prepare_tftp_root
 from homelab_bootstrap.lab.commands import LabError, LabProcess
 from homelab_bootstrap.lab.dnsmasq import router_args, start_dnsmasq
 from homelab_bootstrap.lab.installer import Installer, build_installer
@@ -100,6 +100,7 @@ class VirtualLab:
         self.bootserver_ip = pick_bootserver_ip(site)
         self.network = LabNetwork(site.lan.subnet, site.lan.gateway, self.bootserver_ip)
         self.assets_dir = workdir / "assets"
+        self.tftp_root = workdir / "tftp"
         self.installer: Installer | None = None
         self.router: LabProcess | None = None
         self.boot_servers: list[HomelabBootServer | DnsmasqProxy] = []
@@ -114,6 +115,7 @@ class VirtualLab:
         try:
             self.installer = build_installer(self.cache_dir)
             self.installer.install_assets(self.assets_dir)
+            prepare_tftp_root(self.tftp_root)
             lan = self.site.lan
             args = router_args(self.workdir, lan.subnet, lan.gateway, list(lan.dns), self.network.ipv6_prefix)
             self.router = start_dnsmasq(self.network.router_ns, args, self.workdir / "router.log", "router dnsmasq")
@@ -129,10 +131,10 @@ class VirtualLab:
         return self
 
     def start_homelab(self, **options: Any) -> HomelabBootServer:
-        """Our pxe + autoinstall on the boot server (options: dhcp, tftp, unknown_action, tftp_root)."""
+        """Our pxe + autoinstall on the boot server (options: dhcp, tftp, unknown_action)."""
         server = HomelabBootServer(
             self.network.boot_ns, self.bootserver_ip, self.site.lan.subnet, self.site_file,
-            self.workdir / "bootserver", self.assets_dir, **options,
+            self.workdir / "bootserver", self.assets_dir, tftp_root=self.tftp_root, **options,
         )  # fmt: skip
         self.homelab = server
         self.boot_servers.append(server)
@@ -145,7 +147,7 @@ class VirtualLab:
             script_url
             or f"http://{self.bootserver_ip}:{PXE_PORT}/boot.ipxe?mac=${{mac}}&uuid=${{uuid}}&arch=${{buildarch}}"
         )
-        proxy = DnsmasqProxy(self.network.boot_ns, self.site.lan.subnet, self.workdir, url)
+        proxy = DnsmasqProxy(self.network.boot_ns, self.site.lan.subnet, self.workdir, url, self.tftp_root)
         self.boot_servers.append(proxy)
         proxy.start()
         return proxy

@@ -148,8 +148,10 @@ class VirtualMachine:
 
     def start(self) -> None:
         """Power on (a fresh serial log per boot: ``serial-<n>.log``)."""
-        if self.process is not None and self.process.alive():
-            raise LabError(f"machine {self.spec.name} is already running")
+        if self.process is not None:
+            if self.process.alive():
+                raise LabError(f"machine {self.spec.name} is already running")
+            self.process.stop()  # reaps it and closes its log
         self.serial_log = self.workdir / f"serial-{self.boots}.log"
         self.serial_log.write_bytes(b"")
         cmd = qemu_command(self.spec, self.tap, self.disk, self.serial_log, self.ovmf_vars)

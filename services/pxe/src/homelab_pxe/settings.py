@@ -48,11 +48,11 @@ class Settings(ServiceSettings):
 
     dhcp_enabled: bool = True
     tftp_enabled: bool = True
-    #: Where the DHCP and TFTP sockets bind; 0.0.0.0 is needed to receive broadcasts.
+    #: Where the DHCP and TFTP sockets bind; 0.0.0.0 is needed to receive broadcasts. Port 0 = any free port (tests).
     bind_address: IPv4Address = IPv4Address("0.0.0.0")
-    dhcp_port: int = Field(default=67, ge=1, le=65535)
-    proxy_port: int = Field(default=4011, ge=1, le=65535)
-    tftp_port: int = Field(default=69, ge=1, le=65535)
+    dhcp_port: int = Field(default=67, ge=0, le=65535)
+    proxy_port: int = Field(default=4011, ge=0, le=65535)
+    tftp_port: int = Field(default=69, ge=0, le=65535)
     #: Where OFFERs to port-67 requests go (clients have no address yet), and the client port.
     reply_address: IPv4Address = IPv4Address("255.255.255.255")
     client_port: int = Field(default=68, ge=1, le=65535)

@@ -311,3 +311,10 @@ schema = schemathesis.pytest.from_fixture("api")
 @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi(case: Any) -> None:
     case.call_and_validate()
+
+
+def test_empty_optional_variables_mean_detect(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LAN", "INTERFACE", "SERVER_IP", "HTTP_URL", "WOL_BROADCAST"):
+        monkeypatch.setenv(f"HOMELAB_PXE_{name}", "")
+    settings = load_settings(Settings)
+    assert (settings.lan, settings.interface, settings.server_ip, settings.http_url) == (None, None, None, None)

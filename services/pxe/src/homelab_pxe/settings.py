@@ -61,6 +61,12 @@ class Settings(ServiceSettings):
     wol_broadcast: IPv4Address | None = None
     wol_port: int = Field(default=9, ge=1, le=65535)
 
+    @field_validator("interface", "server_ip", "lan", "http_url", "wol_broadcast", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``HOMELAB_PXE_LAN=""`` (e.g. a chart default) means "detect", not an invalid network."""
+        return None if value == "" else value
+
     @field_validator("kernel_args")
     @classmethod
     def _one_line(cls, value: str) -> str:

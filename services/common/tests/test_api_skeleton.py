@@ -165,3 +165,18 @@ schema = schemathesis.pytest.from_fixture("demo_api")
 @settings(max_examples=30, suppress_health_check=list(HealthCheck), deadline=None)
 def test_demo_api_conforms_to_its_openapi(case: schemathesis.Case) -> None:
     case.call_and_validate()
+
+
+def test_request_log_redacts_secret_path_parameters(caplog: pytest.LogCaptureFixture) -> None:
+    app = Flask("demo")
+
+    @app.get("/seed/<mac>/<token>/user-data")
+    def seed(mac: str, token: str) -> str:
+        return "ok"
+
+    install_observability(app, "demo")
+    with caplog.at_level(logging.INFO, logger="homelab.http"):
+        assert app.test_client().get("/seed/52-54-00-00-00-01/s3cr3t-value/user-data").status_code == 200
+    paths = [r.__dict__["path"] for r in caplog.records if r.message == "request"]
+    assert paths == ["/seed/52-54-00-00-00-01/[redacted]/user-data"]
+    assert "s3cr3t-value" not in caplog.text

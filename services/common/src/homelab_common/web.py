@@ -17,6 +17,8 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from homelab_common.logs import REDACTED, redact
+
 log = logging.getLogger("homelab.http")
 
 REQUESTS = Counter("homelab_http_requests_total", "HTTP requests handled", ["service", "method", "route", "status"])
@@ -99,6 +101,18 @@ def health(app: Flask | None = None) -> Health:
     return registry
 
 
+def loggable_path() -> str:
+    """The request path with secret-named path parameters (``<token>``, ``<seed_token>``) redacted.
+
+    Some URLs are credentials (autoinstall's per-machine seed URLs): the request log must not become a copy of them.
+    """
+    path = request.path
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and value and redact(value, name) == REDACTED:
+            path = path.replace(value, REDACTED)
+    return path
+
+
 def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": code, "message": message}
     if fields:
@@ -144,7 +158,7 @@ def install_observability(app: Flask, service: str) -> Health:
             "request",
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": loggable_path(),
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 2),
                 "remote": request.remote_addr,
@@ -154,7 +168,7 @@ def install_observability(app: Flask, service: str) -> Health:
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> tuple[Response, int]:
-        log.info("request refused", extra={"error": exc.code, "reason": exc.message, "path": request.path})
+        log.info("request refused", extra={"error": exc.code, "reason": exc.message, "path": loggable_path()})
         return jsonify(error_body(exc.code, exc.message, exc.fields)), exc.status
 
     @app.errorhandler(HTTPException)
@@ -169,7 +183,7 @@ def install_observability(app: Flask, service: str) -> Health:
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> tuple[Response, int]:
-        log.error("unhandled error", exc_info=exc, extra={"path": request.path})
+        log.error("unhandled error", exc_info=exc, extra={"path": loggable_path()})
         return jsonify(error_body("internal_error", "internal error; see the service's logs")), 500
 
     return registry

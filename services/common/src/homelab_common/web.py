@@ -8,6 +8,7 @@ route and status, and turns every error into a JSON body ``{"error", "message", 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,7 +111,18 @@ def loggable_path() -> str:
     for name, value in (request.view_args or {}).items():
         if isinstance(value, str) and value and redact(value, name) == REDACTED:
             path = path.replace(value, REDACTED)
+    for pattern in current_app.extensions.get("homelab.secret_paths", []):
+        match = pattern.match(path)
+        if match and match.group("secret"):
+            path = path[: match.start("secret")] + REDACTED + path[match.end("secret") :]
     return path
+
+
+def redact_paths(app: Flask, *patterns: str) -> None:
+    """Also redact the ``(?P<secret>...)`` group of these regexes in logged paths, for requests that match no
+    route (a 404 or 405 has no path parameters to go by): ``redact_paths(app, r"^/seed/[^/]+/(?P<secret>[^/]+)")``.
+    """
+    app.extensions.setdefault("homelab.secret_paths", []).extend(re.compile(p) for p in patterns)
 
 
 def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:

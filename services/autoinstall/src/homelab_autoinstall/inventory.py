@@ -55,6 +55,11 @@ class Inventory:
                     )
             return self._site
 
+    def problem(self) -> str | None:
+        """Why the site file on disk is not in force (for readiness), after checking it for changes."""
+        _ = self.site
+        return self.error
+
     def machine(self, mac: str) -> Machine | None:
         """The machine with this MAC in any common notation; None when unknown or not a MAC at all."""
         try:

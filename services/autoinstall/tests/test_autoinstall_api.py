@@ -358,3 +358,9 @@ def test_secrets_never_reach_the_logs(app: Flask, json_logs: io.StringIO) -> Non
     for secret in secrets:
         assert secret not in logs
         assert secret.split("$")[-1] not in logs
+
+
+def test_events_since_beyond_sqlite_integers_is_a_400(app: Flask) -> None:
+    response = app.test_client().get("/api/v1/events?since=24925950993940885504")
+    assert response.status_code == 400
+    assert response.get_json()["fields"][0]["field"] == "query.since"

@@ -60,7 +60,7 @@ class EventOut(BaseModel):
 
 
 class EventsQuery(BaseModel):
-    since: int = Field(default=0, ge=0, description="Return events with an id greater than this")
+    since: int = Field(default=0, ge=0, le=2**63 - 1, description="Return events with an id greater than this")
     limit: int = Field(default=100, ge=1, le=1000)
 
 

@@ -8,8 +8,10 @@ import io
 import logging
 import os
 import re
+import socket
 import threading
 from collections.abc import Iterator
+from ipaddress import ip_network
 
 import pytest
 import yaml
@@ -20,6 +22,7 @@ from flask.testing import FlaskClient
 from homelab_autoinstall.api import create_app
 from homelab_autoinstall.service import Provisioner
 from homelab_autoinstall.settings import Settings
+from homelab_autoinstall.trust import is_trusted
 from homelab_common.logs import JsonFormatter
 from homelab_common.site import SiteError
 
@@ -364,3 +367,34 @@ def test_events_since_beyond_sqlite_integers_is_a_400(app: Flask) -> None:
     response = app.test_client().get("/api/v1/events?since=24925950993940885504")
     assert response.status_code == 400
     assert response.get_json()["fields"][0]["field"] == "query.since"
+
+
+def test_boot_and_reinstall_only_from_this_host_by_default(app: Flask) -> None:
+    client = app.test_client()
+    lan = {"REMOTE_ADDR": "10.77.0.200"}
+    response = client.get(f"/api/v1/boot/{NODE1}", environ_base=lan)
+    assert response.status_code == 403
+    assert "seed_url" not in response.get_data(as_text=True)
+    assert client.post(f"/api/v1/machines/{NODE1}/reinstall", environ_base=lan).status_code == 403
+    assert metric(client, 'homelab_autoinstall_seed_refusals_total{reason="untrusted-source"}') >= 2
+    assert client.get(f"/api/v1/machines/{NODE1}", environ_base=lan).status_code == 200  # no secrets: open
+    assert client.get("/api/v1/events", environ_base=lan).status_code == 200
+    assert client.get(f"/api/v1/boot/{NODE1}", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+
+
+def test_trusted_networks_open_boot_decisions_to_them(settings: Settings) -> None:
+    client = create_app(settings.model_copy(update={"trusted_networks": [ip_network("10.77.0.0/24")]})).test_client()
+    assert client.get(f"/api/v1/boot/{NODE1}", environ_base={"REMOTE_ADDR": "10.77.0.200"}).status_code == 200
+    assert client.get(f"/api/v1/boot/{NODE1}", environ_base={"REMOTE_ADDR": "10.78.0.200"}).status_code == 403
+
+
+def test_this_hosts_own_address_is_trusted() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.2", 9))  # no packet is sent; picks a local source address
+        own = s.getsockname()[0]
+    assert is_trusted(own, [])
+    assert is_trusted("127.0.0.1", [])
+    assert not is_trusted("192.0.2.55", [])  # TEST-NET-1: never a local address here
+    assert is_trusted("192.0.2.55", [ip_network("192.0.2.0/24")])
+    assert not is_trusted("not-an-ip", [])
+    assert not is_trusted(None, [])

@@ -14,6 +14,7 @@ from homelab_autoinstall.inventory import Inventory
 from homelab_autoinstall.service import Provisioner, UnknownMachine
 from homelab_autoinstall.settings import Settings
 from homelab_autoinstall.store import Event, Record, Store
+from homelab_autoinstall.trust import is_trusted
 from homelab_autoinstall.userdata import InstallOptions
 from homelab_common.openapi import Api, Text
 from homelab_common.settings import load_settings
@@ -130,8 +131,10 @@ def build_api() -> Api:
         return machine_out(*_known(lambda: provisioner().machine(mac), mac))
 
     @api.post("/api/v1/machines/<mac>/reinstall", summary="Install again: back to pending with a fresh seed token",
-              params={"mac": Mac}, responses={200: MachineOut, 404: NotFound}, tags=["machines"])  # fmt: skip
+              params={"mac": Mac}, responses={200: MachineOut, 403: Unauthorized, 404: NotFound},
+              tags=["machines"])  # fmt: skip
     def reinstall(mac: str) -> MachineOut:
+        _require_trusted("reinstall")
         return machine_out(*_known(lambda: provisioner().reinstall(mac), mac))
 
     @api.get("/api/v1/events", summary="State changes and installer events after an id, oldest first",
@@ -140,8 +143,10 @@ def build_api() -> Api:
         return [event_out(e) for e in provisioner().events(query.since, query.limit)]
 
     @api.get("/api/v1/boot/<mac>", summary="pxe's question: install (with the seed URL) or boot the local disk",
-             params={"mac": Mac}, responses={200: BootDecision, 404: NotFound}, tags=["boot"])  # fmt: skip
+             params={"mac": Mac}, responses={200: BootDecision, 403: Unauthorized, 404: NotFound},
+             tags=["boot"])  # fmt: skip
     def boot_decision(mac: str) -> BootDecision:
+        _require_trusted("boot")
         boot = _known(lambda: provisioner().boot(mac, public_url()), mac)
         return BootDecision(action=boot.action, machine=boot.machine.name, arch=boot.machine.arch,
                             seed_url=boot.seed_url)  # fmt: skip
@@ -172,6 +177,15 @@ def _seed_route(api: Api, file: str) -> None:
     view.__name__ = "seed_" + file.replace("-", "_")
     api.get(f"/seed/<mac>/<token>/{file}", summary=f"The machine's {file} (NoCloud seed file)",
             responses={200: Text(MEDIA.get(file, "text/yaml")), 403: Unauthorized}, tags=["seed"])(view)  # fmt: skip
+
+
+def _require_trusted(what: str) -> None:
+    settings: Settings = current_app.extensions["settings"]
+    if not is_trusted(request.remote_addr, settings.trusted_networks):
+        provisioner().refused(Refused("untrusted-source"), None, "", what, request.remote_addr)
+        raise Unauthorized(
+            f"{what} requests are accepted only from trusted networks (HOMELAB_AUTOINSTALL_TRUSTED_NETWORKS)"
+        )
 
 
 def _known(call: Callable[[], T], mac: str) -> T:

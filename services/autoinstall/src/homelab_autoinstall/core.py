@@ -23,7 +23,7 @@ class State(StrEnum):
 SEED_FILES = ("meta-data", "user-data", "vendor-data", "network-config")
 SERVABLE = frozenset({State.PENDING, State.INSTALLING})
 
-RefusalReason = Literal["unknown-machine", "bad-token", "wrong-state", "source-ip", "unknown-file"]
+RefusalReason = Literal["unknown-machine", "bad-token", "wrong-state", "source-ip", "unknown-file", "untrusted-source"]
 
 
 class Refused(Exception):

@@ -6,7 +6,11 @@ from prometheus_client import Counter, Gauge
 
 MACHINES = Gauge("homelab_autoinstall_machines", "Machines in the inventory by install state", ["state"])
 SEED_FETCHES = Counter("homelab_autoinstall_seed_fetches_total", "Seed files served, by file", ["file"])
-REFUSALS = Counter("homelab_autoinstall_seed_refusals_total", "Seed requests refused (403), by reason", ["reason"])
+REFUSALS = Counter(
+    "homelab_autoinstall_seed_refusals_total",
+    "Requests refused (403): seed requests, and boot/reinstall requests from untrusted sources; by reason",
+    ["reason"],
+)
 INSTALLS = Counter("homelab_autoinstall_installs_completed_total", "Installs reported complete by the installer")
 INSTALLER_EVENTS = Counter(
     "homelab_autoinstall_installer_events_total", "Installer progress events received, by result", ["result"]

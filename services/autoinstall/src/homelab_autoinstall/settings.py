@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,6 +28,10 @@ class Settings(ServiceSettings):
     #: Serve seed files only to requests from the machine's own static IP. Off by default: the installer fetches
     #: its config while it still has the DHCP address the home router gave it.
     check_source_ip: bool = False
+    #: Networks allowed to ask for boot decisions (they contain seed URLs) and to request reinstalls, as a JSON
+    #: list of CIDRs. Empty (the default): only this host itself (loopback and its own addresses), where pxe runs.
+    #: Listing machines and events (no secrets) is open to all.
+    trusted_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
     #: The admin user created on every machine (SSH key login only, passwordless sudo).
     username: str = Field(default="homelab", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     #: Where the installed system fetches the k3s install script (a mirror of get.k3s.io for restricted networks).

@@ -398,3 +398,24 @@ def test_this_hosts_own_address_is_trusted() -> None:
     assert is_trusted("192.0.2.55", [ip_network("192.0.2.0/24")])
     assert not is_trusted("not-an-ip", [])
     assert not is_trusted(None, [])
+
+
+def test_installer_events_echoing_our_commands_are_stored_without_secrets(app: Flask, json_logs: io.StringIO) -> None:
+    """subiquity describes each late-command by its command line: the seed URL and the encoded k3s config."""
+    client = app.test_client()
+    seed = seed_path(client, NODE1)
+    user_data = yaml.safe_load(client.get(seed + "user-data").data)["autoinstall"]
+    token = seed.rstrip("/").rsplit("/", 1)[1]
+    for i, command in enumerate(user_data["late-commands"]):
+        event = {"event_type": "start", "name": f"subiquity/Late/run/command_{i}", "description": command,
+                 "result": "FAIL", "origin": "curtin"}  # fmt: skip
+        assert client.post(seed + "events", json=event).status_code == 200
+    served = client.get("/api/v1/events").get_data(as_text=True)
+    assert "subiquity/Late/run/command_5" in served
+    assert "curtin in-target --target=/target" in served
+    encoded_config = re.search(r"echo (\S+) \| base64 -d > /target/etc/rancher/k3s", served)
+    assert encoded_config is not None
+    assert encoded_config.group(1) == "[redacted]"
+    for secret in (token, k3s_token(app), base64.b64encode(k3s_token(app).encode()).decode()[:20]):
+        assert secret not in served
+        assert secret not in json_logs.getvalue()

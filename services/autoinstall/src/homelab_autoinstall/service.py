@@ -9,6 +9,7 @@ never a hint which check failed.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from homelab_autoinstall.core import SEED_FILES, Refused, State, after_fetch, af
 from homelab_autoinstall.inventory import Inventory
 from homelab_autoinstall.secrets import new_k3s_token, new_password_hash, new_seed_token, same_token
 from homelab_autoinstall.store import Event, Record, Store
+from homelab_common.logs import REDACTED
 from homelab_common.site import Machine, Site, normalise_mac
 
 log = logging.getLogger("homelab.autoinstall")
@@ -204,9 +206,10 @@ class Provisioner:
 
         Accepted with the current token in any state: subiquity goes on reporting after the final late-command.
         """
-        machine, _ = self.authorise(mac_hyphenated, token, remote, "events")
+        machine, record = self.authorise(mac_hyphenated, token, remote, "events")
+        known = (record.seed_token, record.password_hash, self.k3s_token())
         detail: dict[str, Any] = {
-            key: str(body[key])[:MAX_EVENT_TEXT]
+            key: scrub(str(body[key]), known)[:MAX_EVENT_TEXT]
             for key in ("event_type", "name", "description", "result", "origin", "level", "timestamp")
             if key in body and body[key] is not None
         }
@@ -231,6 +234,24 @@ class Provisioner:
                 "remote": remote,
             },
         )
+
+
+#: Long runs of base64 with a digit in them: the encoded files of the late-commands (one holds the k3s token).
+_BLOB = re.compile(r"[A-Za-z0-9+/=]{40,}")
+_CRYPT_HASH = re.compile(r"\$(?:1|5|6|y|2[aby])\$[^\s'\"]+")
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Remove secrets from installer event text before it is stored, served or logged.
+
+    subiquity describes each late-command by its command line, so events echo our own commands back: the seed URL
+    (with the token, still valid while installing) and the base64-encoded k3s config.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = _CRYPT_HASH.sub(REDACTED, text)
+    return _BLOB.sub(lambda m: REDACTED if any(c.isdigit() for c in m.group(0)) else m.group(0), text)
 
 
 def seed_url(public_url: str, record: Record) -> str:

@@ -86,10 +86,15 @@ def test_unknown_mac_gets_404_and_bad_mac_400(app: Flask) -> None:
     assert response.get_json()["fields"][0]["field"] == "mac"
 
 
-def test_public_url_defaults_to_the_request_host(settings: Settings) -> None:
+def test_public_url_defaults_to_the_request_host(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(settings.model_copy(update={"public_url": None}))
     body = app.test_client().get(f"/api/v1/boot/{NODE1}", base_url="http://10.77.0.9:8081").get_json()
     assert body["seed_url"].startswith("http://10.77.0.9:8081/seed/52-54-00-12-34-56/")
+    assert "HOMELAB_AUTOINSTALL_PUBLIC_URL" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            app.test_client().get(f"/api/v1/boot/{NODE1}", base_url="http://127.0.0.1:8081")
+    assert len([r for r in caplog.records if "HOMELAB_AUTOINSTALL_PUBLIC_URL" in r.message]) == 1
 
 
 def test_full_install_flow_ends_in_local_boot(app: Flask) -> None:

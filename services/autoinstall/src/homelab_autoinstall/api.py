@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -21,6 +22,7 @@ from homelab_common.settings import load_settings
 from homelab_common.site import Machine, normalise_mac
 from homelab_common.web import NotFound, Unauthorized, health, install_observability, redact_paths
 
+log = logging.getLogger("homelab.autoinstall")
 T = TypeVar("T")
 #: A MAC in any common notation (``52:54:00:12:34:56``, ``52-54-…``, ``5254.0012.3456``, ``525400123456``).
 _HEX2 = "[0-9A-Fa-f]{2}"
@@ -102,7 +104,16 @@ def provisioner() -> Provisioner:
 
 def public_url() -> str:
     settings: Settings = current_app.extensions["settings"]
-    return settings.public_url or request.host_url.rstrip("/")
+    if settings.public_url:
+        return settings.public_url
+    if (request.host.split(":")[0].strip("[]") in ("localhost", "127.0.0.1", "::1")
+            and not current_app.extensions.get("autoinstall.warned_loopback")):  # fmt: skip
+        current_app.extensions["autoinstall.warned_loopback"] = True
+        log.warning(
+            "seed URLs point at a loopback address, which installers cannot reach: set HOMELAB_AUTOINSTALL_PUBLIC_URL",
+            extra={"host": request.host},
+        )
+    return request.host_url.rstrip("/")
 
 
 SEED_ENDPOINTS = {**dict.fromkeys(SEED_FILES, "GET"), "installed": "POST", "events": "POST"}

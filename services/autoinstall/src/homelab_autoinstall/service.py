@@ -216,7 +216,7 @@ class Provisioner:
         result = detail.get("result", "none").lower()
         metrics.INSTALLER_EVENTS.labels(result if result in {"success", "fail", "warn"} else "none").inc()
         message = " ".join(detail.get(k, "") for k in ("event_type", "name", "result")).strip() or "installer event"
-        event = self.store.add_event(machine.mac, machine.name, "installer", message, detail)
+        event = self.store.add_installer_event(machine.mac, machine.name, message, detail)
         level = logging.WARNING if result == "fail" else logging.DEBUG
         log.log(level, "installer event", extra={"machine": machine.name, "mac": machine.mac, "event": detail})
         return event

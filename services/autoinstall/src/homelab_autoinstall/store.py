@@ -41,7 +41,11 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cluster (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_machine ON events (mac, kind, id);
+PRAGMA user_version = 1;
 """
+#: Installer progress events kept per machine (a few hundred per install); state-change events are never pruned.
+MAX_INSTALLER_EVENTS = 2000
 
 
 @dataclass(frozen=True)
@@ -181,9 +185,16 @@ class Store:
 
     # -- events
 
-    def add_event(self, mac: str, name: str, kind: str, message: str, detail: dict[str, Any]) -> Event:
+    def add_installer_event(self, mac: str, name: str, message: str, detail: dict[str, Any]) -> Event:
+        """Store one installer event, dropping that machine's oldest beyond MAX_INSTALLER_EVENTS."""
         with self._write() as db:
-            return self._event(db, mac, name, kind, None, None, message, detail)
+            event = self._event(db, mac, name, "installer", None, None, message, detail)
+            db.execute(
+                "DELETE FROM events WHERE mac = ? AND kind = 'installer' AND id <= ("
+                " SELECT id FROM events WHERE mac = ? AND kind = 'installer' ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (mac, mac, MAX_INSTALLER_EVENTS),
+            )
+            return event
 
     def events(self, since: int = 0, limit: int = 100, mac: str | None = None) -> list[Event]:
         query = "SELECT * FROM events WHERE id > ? AND (? IS NULL OR mac = ?) ORDER BY id LIMIT ?"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 from pydantic import AfterValidator, BaseModel, Field, model_serializer
@@ -106,8 +107,8 @@ def public_url() -> str:
     settings: Settings = current_app.extensions["settings"]
     if settings.public_url:
         return settings.public_url
-    if (request.host.split(":")[0].strip("[]") in ("localhost", "127.0.0.1", "::1")
-            and not current_app.extensions.get("autoinstall.warned_loopback")):  # fmt: skip
+    host = urlsplit(request.host_url).hostname or ""
+    if host in ("localhost", "127.0.0.1", "::1") and not current_app.extensions.get("autoinstall.warned_loopback"):
         current_app.extensions["autoinstall.warned_loopback"] = True
         log.warning(
             "seed URLs point at a loopback address, which installers cannot reach: set HOMELAB_AUTOINSTALL_PUBLIC_URL",
@@ -116,7 +117,7 @@ def public_url() -> str:
     return request.host_url.rstrip("/")
 
 
-SEED_ENDPOINTS = {**dict.fromkeys(SEED_FILES, "GET"), "installed": "POST", "events": "POST"}
+SEED_ENDPOINTS = (*SEED_FILES, "installed", "events")
 
 
 class OtherSeedPath(PathConverter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,13 @@ def site_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, site_file: Path) -> Settings:
-    return Settings(site_file=site_file, state_dir=tmp_path / "state", public_url="http://10.77.0.2:8081")
+    # Wake-on-LAN to loopback: no test may send packets to the site's real LAN broadcast address.
+    return Settings(
+        site_file=site_file,
+        state_dir=tmp_path / "state",
+        public_url="http://10.77.0.2:8081",
+        wol_broadcast=IPv4Address("127.0.0.1"),
+    )
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ restarts, concurrency and the secrets that must never reach a log line."""
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import logging
 import os
@@ -20,11 +21,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from homelab_autoinstall.api import create_app
-from homelab_autoinstall.service import Provisioner
+from homelab_autoinstall.service import Provisioner, wol_target
 from homelab_autoinstall.settings import Settings
 from homelab_autoinstall.trust import is_trusted
 from homelab_common.logs import JsonFormatter
-from homelab_common.site import SiteError
+from homelab_common.site import Site, SiteError
 
 NODE1 = "52:54:00:12:34:56"
 NODE3 = "52:54:00:12:34:58"
@@ -424,3 +425,37 @@ def test_installer_events_echoing_our_commands_are_stored_without_secrets(app: F
     for secret in (token, k3s_token(app), base64.b64encode(k3s_token(app).encode()).decode()[:20]):
         assert secret not in served
         assert secret not in json_logs.getvalue()
+
+
+def test_wake_sends_the_magic_packet_to_the_broadcast_address(settings: Settings) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.settimeout(30)
+        port = listener.getsockname()[1]
+        client = create_app(settings.model_copy(update={"wol_port": port})).test_client()
+        response = client.post("/api/v1/machines/5254.0012.3456/wake")
+        assert response.status_code == 202
+        assert response.get_json() == {"machine": "node1", "mac": NODE1, "broadcast": "127.0.0.1", "port": port}
+        packet, _ = listener.recvfrom(1024)
+    assert packet == b"\xff" * 6 + bytes.fromhex("525400123456") * 16
+    assert metric(client, "homelab_autoinstall_wol_sent_total") >= 1
+
+
+def test_wake_refuses_unknown_machines_and_untrusted_sources(app: Flask) -> None:
+    client = app.test_client()
+    assert client.post("/api/v1/machines/52:54:00:99:99:99/wake").status_code == 404
+    assert client.post(f"/api/v1/machines/{NODE1}/wake", environ_base={"REMOTE_ADDR": "10.77.0.200"}).status_code == 403
+
+
+def test_wake_that_cannot_be_sent_is_a_503(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(mac: str, broadcast: str, port: int) -> bytes:
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr("homelab_autoinstall.service.wake_on_lan", unreachable)
+    response = app.test_client().post(f"/api/v1/machines/{NODE1}/wake")
+    assert response.status_code == 503
+    assert "Network is unreachable" in response.get_json()["message"]
+
+
+def test_wake_goes_to_the_lans_directed_broadcast_by_default(site: Site) -> None:
+    assert wol_target(site) == "10.77.0.255"

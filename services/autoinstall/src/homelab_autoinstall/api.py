@@ -21,7 +21,7 @@ from homelab_autoinstall.userdata import InstallOptions
 from homelab_common.openapi import Api, Text
 from homelab_common.settings import load_settings
 from homelab_common.site import Machine, normalise_mac
-from homelab_common.web import NotFound, Unauthorized, health, install_observability, redact_paths
+from homelab_common.web import NotFound, Unauthorized, Unavailable, health, install_observability, redact_paths
 
 log = logging.getLogger("homelab.autoinstall")
 T = TypeVar("T")
@@ -79,6 +79,15 @@ class BootDecision(BaseModel):
     @model_serializer(mode="wrap")
     def _omit_none(self, handler: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
         return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class WakeResult(BaseModel):
+    """A magic packet was sent (whether the machine wakes depends on its firmware settings)."""
+
+    machine: str
+    mac: str
+    broadcast: str
+    port: int
 
 
 class Accepted(BaseModel):
@@ -148,6 +157,20 @@ def build_api() -> Api:
     def reinstall(mac: str) -> MachineOut:
         _require_trusted("reinstall")
         return machine_out(*_known(lambda: provisioner().reinstall(mac), mac))
+
+    @api.post("/api/v1/machines/<mac>/wake", summary="Send the machine a Wake-on-LAN magic packet",
+              params={"mac": Mac}, responses={202: WakeResult, 403: Unauthorized, 404: NotFound, 503: Unavailable},
+              tags=["machines"])  # fmt: skip
+    def wake(mac: str) -> tuple[WakeResult, int]:
+        _require_trusted("wake")
+        settings: Settings = current_app.extensions["settings"]
+        broadcast = str(settings.wol_broadcast) if settings.wol_broadcast else None
+        try:
+            machine, target = _known(lambda: provisioner().wake(mac, broadcast, settings.wol_port), mac)
+        except OSError as exc:
+            log.warning("wake-on-lan failed", extra={"mac": mac, "error": str(exc)})
+            raise Unavailable(f"could not send the Wake-on-LAN packet: {exc.strerror or exc}") from None
+        return WakeResult(machine=machine.name, mac=machine.mac, broadcast=target, port=settings.wol_port), 202
 
     @api.get("/api/v1/events", summary="State changes and installer events after an id, oldest first",
              query=EventsQuery, responses={200: list[EventOut]}, tags=["events"])  # fmt: skip

@@ -16,3 +16,4 @@ INSTALLER_EVENTS = Counter(
     "homelab_autoinstall_installer_events_total", "Installer progress events received, by result", ["result"]
 )
 REINSTALLS = Counter("homelab_autoinstall_reinstalls_total", "Reinstall requests accepted")
+WAKES = Counter("homelab_autoinstall_wol_sent_total", "Wake-on-LAN magic packets sent")

@@ -21,6 +21,7 @@ from homelab_autoinstall.secrets import new_k3s_token, new_password_hash, new_se
 from homelab_autoinstall.store import Event, Record, Store
 from homelab_common.logs import REDACTED
 from homelab_common.site import Machine, Site, normalise_mac
+from homelab_common.wol import wake_on_lan
 
 log = logging.getLogger("homelab.autoinstall")
 
@@ -111,6 +112,15 @@ class Provisioner:
         self._log_event(event)
         self.update_gauge()
         return machine, record
+
+    def wake(self, mac: str, broadcast: str | None, port: int) -> tuple[Machine, str]:
+        """Send the machine a Wake-on-LAN packet (to ``broadcast``, default the LAN's directed broadcast)."""
+        machine, _ = self.machine(mac)
+        target = broadcast or wol_target(self.inventory.site)
+        wake_on_lan(machine.mac, target, port)
+        metrics.WAKES.inc()
+        log.info("wake-on-lan sent", extra={"machine": machine.name, "mac": machine.mac, "broadcast": target})
+        return machine, target
 
     def events(self, since: int, limit: int, mac: str | None = None) -> list[Event]:
         return self.store.events(since, limit, normalise_mac(mac) if mac else None)
@@ -252,6 +262,11 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
             text = text.replace(secret, REDACTED)
     text = _CRYPT_HASH.sub(REDACTED, text)
     return _BLOB.sub(lambda m: REDACTED if any(c.isdigit() for c in m.group(0)) else m.group(0), text)
+
+
+def wol_target(site: Site) -> str:
+    """The LAN's directed broadcast: reaches sleeping NICs on that LAN from wherever we run (not only on-link)."""
+    return str(site.lan.subnet.broadcast_address)
 
 
 def seed_url(public_url: str, record: Record) -> str:

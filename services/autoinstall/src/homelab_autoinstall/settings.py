@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,12 +32,21 @@ class Settings(ServiceSettings):
     #: list of CIDRs. Empty (the default): only this host itself (loopback and its own addresses), where pxe runs.
     #: Listing machines and events (no secrets) is open to all.
     trusted_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    #: Where Wake-on-LAN magic packets go. Unset: the directed broadcast address of the site's lan.subnet.
+    wol_broadcast: IPv4Address | None = None
+    #: The UDP port of Wake-on-LAN packets (9, "discard", is the convention; some NICs listen on 7).
+    wol_port: int = Field(default=9, ge=1, le=65535)
     #: The admin user created on every machine (SSH key login only, passwordless sudo).
     username: str = Field(default="homelab", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     #: Where the installed system fetches the k3s install script (a mirror of get.k3s.io for restricted networks).
     k3s_install_url: str = Field(default="https://get.k3s.io", pattern=r"^https?://[^\s'\"]+$")
     #: Extra Debian packages installed on every machine.
     packages: list[str] = Field(default_factory=lambda: list(DEFAULT_PACKAGES))
+
+    @field_validator("wol_broadcast", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("public_url")
     @classmethod

@@ -11,10 +11,10 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from conftest import capture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
+from pxe_pcap import capture
 
 from homelab_pxe.dhcp import ACK, OFFER, decode
 from homelab_pxe.dhcp_server import DhcpServer, Endpoints

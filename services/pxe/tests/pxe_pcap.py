@@ -7,6 +7,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "pcap"
 _GLOBAL = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
@@ -68,3 +70,23 @@ def read_udp(path: Path) -> list[Datagram]:
 
 def dhcp_datagrams(path: Path) -> list[Datagram]:
     return [d for d in read_udp(path) if {d.sport, d.dport} & {67, 68, 4011}]
+
+
+CAPTURES = ["seabios-ipxe-rom.pcap", "ovmf-ipxe-efi-rom.pcap", "ovmf-edk2-pxe-then-ipxe.pcap"]
+
+
+def capture(name: str) -> list[Datagram]:
+    """The DHCP datagrams of one reference capture; skips the test when the captures are not beside the checkout."""
+    path = reference_dir() / name
+    if not path.exists():
+        pytest.skip(f"reference capture {path} is missing (shared/reference beside the checkout)")
+    return dhcp_datagrams(path)
+
+
+def all_dhcp() -> list[tuple[str, Datagram]]:
+    found: list[tuple[str, Datagram]] = []
+    for name in CAPTURES:
+        path = reference_dir() / name
+        if path.exists():
+            found += [(name, d) for d in dhcp_datagrams(path)]
+    return found

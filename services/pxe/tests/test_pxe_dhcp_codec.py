@@ -5,8 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 import pytest
-from conftest import all_dhcp
-from pxe_pcap import Datagram
+from pxe_pcap import Datagram, all_dhcp
 
 from homelab_pxe.dhcp import (
     BOOTREQUEST,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from conftest import all_dhcp, capture
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pxe_pcap import all_dhcp, capture
 
 from homelab_pxe.dhcp import MAGIC_COOKIE, DhcpDecodeError, decode, encode
 from homelab_pxe.proxy import Ignored, ProxyConfig, Reply, handle

@@ -6,7 +6,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 
 import pytest
-from conftest import capture
+from pxe_pcap import capture
 
 from homelab_pxe.dhcp import ACK, OFFER, REQUEST, DhcpPacket, decode, encode
 from homelab_pxe.proxy import PXE_VENDOR_OPTIONS, Ignored, ProxyConfig, Reply, handle

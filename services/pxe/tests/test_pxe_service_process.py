@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import tftpy
-from conftest import capture
 from pxe_fakes import FakeAutoinstall
+from pxe_pcap import capture
 
 from homelab_pxe.dhcp import OFFER, decode
 

@@ -212,9 +212,14 @@ def start_servers(app: Flask) -> Servers:
     if s.tftp_enabled:
         if not s.tftp_root.is_dir():
             raise SettingsError(f"pxe: invalid settings: HOMELAB_PXE_TFTP_ROOT={s.tftp_root}: not a directory")
-        for name in {s.bootfile_bios, s.bootfile_efi_x64, s.bootfile_efi_arm64}:
-            if not (s.tftp_root / name).is_file():
-                log.warning("boot file missing from the TFTP root", extra={"file": name, "root": str(s.tftp_root)})
+        for name in sorted({s.bootfile_bios, s.bootfile_efi_ia32, s.bootfile_efi_x64, s.bootfile_efi_arm64}):
+            try:
+                resolve(s.tftp_root, name)
+            except PathRefused as refused:  # e.g. Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi: copy with cp -L
+                log.warning(
+                    "boot file cannot be served from the TFTP root",
+                    extra={"file": name, "root": str(s.tftp_root), "reason": refused.reason},
+                )
         tftp = TftpService(s.tftp_root, str(s.bind_address), s.tftp_port)
         tftp.start()
         servers["tftp"] = tftp

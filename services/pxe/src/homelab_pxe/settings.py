@@ -40,7 +40,9 @@ class Settings(ServiceSettings):
     kernel_args: str = ""
 
     assets_dir: Path = Path("/var/lib/homelab-pxe/assets")
-    tftp_root: Path = Path("/usr/lib/ipxe")
+    #: Not /usr/lib/ipxe itself: Debian's ipxe.efi there is a symlink to /boot/ipxe.efi, which leaves the root and
+    #: is refused. Copy the binaries in with ``cp -L`` (see README).
+    tftp_root: Path = Path("/var/lib/homelab-pxe/tftp")
     bootfile_bios: str = Field(default="undionly.kpxe", pattern=_FILE_NAME)
     bootfile_efi_ia32: str = Field(default="ipxe.efi", pattern=_FILE_NAME)
     bootfile_efi_x64: str = Field(default="ipxe.efi", pattern=_FILE_NAME)

@@ -162,9 +162,10 @@ class TftpService:
     def _run(self) -> None:
         while True:
             try:
-                # 1 s retransmit timeout (tftpd-hpa's default), 5 tries; also bounds how long stop() takes.
+                # 2 s retransmit timeout, 5 tries: a busy host (many clients at once, one Python loop) must not
+                # start resending blocks that are merely late. Also bounds how long stop() takes.
                 port = self.server.listenport or self.requested_port  # a restart keeps the port it had
-                self.server.listen(self.bind, port, timeout=1, retries=5)
+                self.server.listen(self.bind, port, timeout=2, retries=5)
                 return
             except Exception as exc:
                 if not self.server.is_running.is_set() and self.server.listenport is None:

@@ -28,9 +28,6 @@ from homelab_common.site import load_site
 from .conftest import CACHE_DIR, write_site
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-# The services under test are workspace members; until both are in the workspace there is nothing to test here.
-pytest.importorskip("homelab_pxe.app", reason="services/pxe is not in this workspace yet")
-pytest.importorskip("homelab_autoinstall.api", reason="services/autoinstall is not in this workspace yet")
 
 MACHINES = {
     "bios1": ("52:54:00:77:00:11", "10.77.0.11", Firmware.BIOS_IPXE),

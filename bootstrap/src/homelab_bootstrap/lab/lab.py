@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -166,6 +166,39 @@ class VirtualLab:
             raise LabError(f"machine {spec.name} exists already")
         self.machines[spec.name] = VirtualMachine(spec, self.network, self.workdir / "machines")
         return self.machines[spec.name]
+
+    def provision(
+        self, names: Sequence[str] | None = None, timeout: float = 900.0, progress: Callable[[str], None] | None = None
+    ) -> None:
+        """Power machines on (default: every site machine) and wait until autoinstall reports each installed.
+
+        This is the virtual lab's metal stage: the machines PXE-boot from our services exactly as hardware would.
+        A machine that powers off without being installed (the installer printed FAILED, or gave up) is an error
+        naming it, with its serial console's last lines.
+        """
+        if self.homelab is None:
+            raise LabError("the homelab boot server is not running: call start_homelab() first")
+        pending = {name: self.machine(name) for name in (names or list(self.specs))}
+        for vm in pending.values():
+            vm.start()
+            if progress:
+                progress(f"{vm.spec.name}: powered on ({vm.spec.firmware.value})")
+        deadline = time.monotonic() + timeout
+        while pending:
+            for name, vm in list(pending.items()):
+                reply = self.autoinstall("GET", f"/api/v1/machines/{vm.spec.mac}")
+                if reply.status != 200:
+                    raise LabError(f"autoinstall does not know {name} ({vm.spec.mac}): HTTP {reply.status}")
+                if reply.json()["state"] == "installed":
+                    del pending[name]
+                    if progress:
+                        progress(f"{name}: installed")
+                elif vm.process is not None and not vm.process.alive():
+                    raise LabError(f"{name} powered off but is not installed; serial ({vm.serial_log}):\n"
+                                   f"{vm.serial()[-2000:]}")  # fmt: skip
+            if pending and time.monotonic() > deadline:
+                raise LabError(f"not installed within {timeout:.0f}s: {', '.join(pending)}")
+            time.sleep(1.0)
 
     def autoinstall(self, method: str, path: str, body: bytes | None = None) -> HttpReply:
         """Ask our autoinstall service (from inside the boot-server namespace)."""

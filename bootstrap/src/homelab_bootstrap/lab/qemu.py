@@ -75,23 +75,26 @@ def _kvm_works(timeout: float = 10.0) -> bool:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         return False
+    broken = b"doesn't support requested feature"
     with tempfile.TemporaryDirectory(prefix="hl-lab-kvm-") as tmp:
-        disk, serial = Path(tmp) / "disk.raw", Path(tmp) / "serial.log"
+        disk, serial, errors = Path(tmp) / "disk.raw", Path(tmp) / "serial.log", Path(tmp) / "stderr.log"
         disk.write_bytes(boot_sector())
         cmd = [qemu, "-accel", "kvm", "-nodefaults", "-display", "none", "-m", "16", "-machine", "pc",
                "-serial", f"file:{serial}", "-drive", f"file={disk},format=raw,if=virtio"]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with errors.open("wb") as stderr:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and proc.poll() is None:
+                if broken in errors.read_bytes():
+                    return False
                 if serial.exists() and DISK_MARKER in serial.read_text(errors="replace"):
-                    break
-                time.sleep(0.1)
-            booted = serial.exists() and DISK_MARKER in serial.read_text(errors="replace")
+                    return True
+                time.sleep(0.05)
+            return False
         finally:
             proc.kill()
-            _, stderr = proc.communicate()
-        return booted and b"doesn't support requested feature" not in stderr
+            proc.wait()
 
 
 def qemu_command(spec: MachineSpec, tap: str, disk: Path, serial_log: Path, ovmf_vars: Path | None) -> list[str]:

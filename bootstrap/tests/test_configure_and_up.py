@@ -1,0 +1,228 @@
+"""`task configure` (the wizard driven through stdin, and the flags form) and `task up`'s preflight and stages."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from homelab_bootstrap import configure, up
+from homelab_bootstrap.__main__ import parser
+from homelab_common.site import load_site
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHn0dWkYkYf7bYV3N2W5r7mB0wq1eHj2sH0o8s5s2Jx1 admin@laptop"
+FOUND = configure.Detected(
+    interface="enp3s0", address="192.168.7.5", subnet="192.168.7.0/24", gateway="192.168.7.1", ssh_keys=[KEY]
+)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return parser().parse_args(["configure", *argv])
+
+
+def test_wizard_takes_detected_defaults_reasks_bad_answers_and_writes_a_valid_site(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    answers = "\n".join(
+        [
+            "",  # domain: home.arpa
+            "Europe/Berlin",
+            "",  # interface: detected
+            "",  # subnet: detected
+            "",  # gateway: detected
+            "",  # dns: the gateway
+            "",  # ssh key: detected
+            "",  # api vip: .40
+            "",  # machine 1 name: node1
+            "52-54-00-zz-00-01",  # not a MAC: asked again
+            "52-54-00-00-00-01",
+            "",  # ip: .11
+            "/dev/nvme0n1",
+            "",  # role: server
+            "",  # no more machines
+        ]
+    )
+    out = io.StringIO()
+    assert configure.configure(_args("--site", str(site)), io.StringIO(answers + "\n"), out, FOUND) == 0
+    assert "not a MAC address" in out.getvalue()
+    loaded = load_site(site)
+    assert loaded.lan.interface == "enp3s0"
+    assert str(loaded.lan.subnet) == "192.168.7.0/24"
+    assert loaded.machines[0].mac == "52:54:00:00:00:01"
+    assert str(loaded.machines[0].ip) == "192.168.7.11"
+    assert loaded.timezone == "Europe/Berlin"
+
+
+def test_wizard_refuses_to_overwrite_unless_the_user_says_yes(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("keep me\n")
+    out = io.StringIO()
+    assert configure.configure(_args("--site", str(site)), io.StringIO("n\n"), out, FOUND) == 1
+    assert site.read_text() == "keep me\n"
+    assert "Overwrite it?" in out.getvalue()
+
+
+def test_non_interactive_form_writes_from_flags_and_needs_force_to_overwrite(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    key = tmp_path / "key.pub"
+    key.write_text(KEY)
+    flags = ["--site", str(site), "--non-interactive", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.1"]
+    flags += ["--ssh-key-file", str(key), "--machine", "node1,52:54:00:12:34:56,10.77.0.11,/dev/vda"]
+    empty = configure.Detected()
+    assert configure.configure(_args(*flags), io.StringIO(), io.StringIO(), empty) == 0
+    assert load_site(site).machines[0].disk == "/dev/vda"
+    out = io.StringIO()
+    assert configure.configure(_args(*flags), io.StringIO(), out, empty) == 1
+    assert "pass --force" in out.getvalue()
+    assert configure.configure(_args(*flags, "--force"), io.StringIO(), io.StringIO(), empty) == 0
+
+
+def test_non_interactive_bad_machine_names_the_field_and_writes_nothing(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    flags = ["--site", str(site), "--non-interactive", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.1"]
+    flags += ["--machine", "node1,not-a-mac,10.77.0.11"]
+    out = io.StringIO()
+    found = configure.Detected(ssh_keys=[KEY])
+    assert configure.configure(_args(*flags), io.StringIO(), out, found) == 1
+    assert "machines[0].mac: not a MAC address" in out.getvalue()
+    assert not site.exists()
+
+
+def test_detection_reads_this_machines_default_route_when_it_has_one() -> None:
+    found = configure.detect()
+    if found.gateway is None:
+        pytest.skip("this machine has no IPv4 default route to detect")
+    assert found.interface
+    assert found.subnet is not None
+    assert "/" in found.subnet
+
+
+# ----------------------------------------------------------------------------------------------- task up
+
+
+def _opts(tmp_path: Path, site: Path, **extra: object) -> up.Options:
+    helm = REPO / ".cache" / "bin" / "helm"
+    return up.Options(
+        site_path=site,
+        state=tmp_path / "state",
+        source=REPO,
+        helm=str(helm) if helm.exists() else "helm",
+        is_root=lambda: False,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_preflight_without_a_site_file_says_run_configure(tmp_path: Path) -> None:
+    with pytest.raises(up.PreflightError, match=r"no site file at .*: run ./task configure"):
+        up.preflight(_opts(tmp_path, tmp_path / "site.yaml"))
+
+
+def test_preflight_names_the_bad_field(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "site.example.yaml").read_text())
+    data["machines"][1]["mac"] = "nope"
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data))
+    with pytest.raises(up.PreflightError, match=r"machines\[1\]\.mac: not a MAC address"):
+        up.preflight(_opts(tmp_path, site))
+
+
+def test_preflight_needs_root_for_the_metal_stage(tmp_path: Path) -> None:
+    with pytest.raises(up.PreflightError, match=r"needs root .* or pass --kubeconfig"):
+        up.preflight(_opts(tmp_path, REPO / "site.example.yaml"))
+
+
+def _kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "k3s", "cluster": {"server": server}}],
+                "contexts": [{"name": "k3s", "context": {"cluster": "k3s", "user": "admin"}}],
+                "current-context": "k3s",
+                "users": [{"name": "admin", "user": {"token": "t"}}],
+            }
+        )
+    )
+    return path
+
+
+def test_preflight_with_an_unreachable_api_names_it(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    kubeconfig = _kubeconfig(tmp_path / "kc", f"https://127.0.0.1:{port}")
+    with pytest.raises(up.PreflightError, match=rf"API at 127.0.0.1:{port} .* is unreachable"):
+        up.preflight(_opts(tmp_path, REPO / "site.example.yaml", kubeconfig=kubeconfig))
+
+
+def test_bring_your_own_cluster_skips_metal_and_cluster_and_timings_are_written(tmp_path: Path) -> None:
+    with socket.socket() as api:
+        api.bind(("127.0.0.1", 0))
+        api.listen()
+        kubeconfig = _kubeconfig(tmp_path / "kc", f"https://127.0.0.1:{api.getsockname()[1]}")
+        opts = _opts(tmp_path, REPO / "site.example.yaml", kubeconfig=kubeconfig)
+        site = up.preflight(opts)
+        ran: list[str] = []
+        lines: list[str] = []
+        stages = [
+            up.Stage("metal", lambda: "bring-your-own cluster (--kubeconfig)", lambda: ran.append("metal")),
+            up.Stage("cluster", lambda: up.cluster_done(opts), lambda: ran.append("cluster")),
+            up.Stage("bootstrap", lambda: None, lambda: ran.append("bootstrap")),
+            up.Stage("apps", lambda: None, lambda: ran.append("apps")),
+        ]
+        record = up.run_stages(stages, lines.append, tmp_path / "state" / "up-timings.json")
+    assert ran == ["bootstrap", "apps"]
+    assert lines[0] == "[1/4] metal: skipped, already done (bring-your-own cluster (--kubeconfig))"
+    assert lines[1].startswith("[2/4] cluster: skipped, already done (kubeconfig")
+    assert any(line.startswith("[4/4] apps: done in") for line in lines)
+    saved = json.loads((tmp_path / "state" / "up-timings.json").read_text())
+    assert saved["stages"]["metal"]["skipped"] is True
+    assert saved["stages"]["apps"]["skipped"] is False
+    assert saved == record
+    assert site.domain == "home.arpa"
+
+
+def test_cluster_stage_is_not_done_without_a_reachable_api(tmp_path: Path) -> None:
+    opts = _opts(tmp_path, REPO / "site.example.yaml")
+    assert up.cluster_done(opts) is None
+
+
+def test_kubeconfig_from_k3s_is_pointed_at_the_api_address() -> None:
+    text = "clusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: default\n"
+    assert "server: https://192.168.1.40:6443" in up.rewrite_kubeconfig(text, "192.168.1.40")
+
+
+def test_metal_stage_polls_autoinstalls_machine_states(tmp_path: Path) -> None:
+    import threading
+    from wsgiref.simple_server import make_server
+
+    body = json.dumps([{"mac": "52:54:00:00:00:01", "state": "installed", "name": "node1"}]).encode()
+
+    def app(environ: dict, start: object) -> list[bytes]:
+        start("200 OK", [("Content-Type", "application/json")])  # type: ignore[operator]
+        return [body]
+
+    server = make_server("127.0.0.1", 0, app)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        states = up.machine_states(f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert states == {"52:54:00:00:00:01": "installed"}
+
+
+def test_summary_lists_app_urls_and_where_credentials_are(tmp_path: Path) -> None:
+    site = load_site(REPO / "site.example.yaml")
+    text = "\n".join(up.summary(site, _opts(tmp_path, REPO / "site.example.yaml")))
+    assert "https://git.home.arpa/" in text
+    assert "https://argocd.home.arpa/" in text
+    assert "kubectl -n gitea get secret gitea-admin" in text
+    assert "argocd-initial-admin-secret" in text

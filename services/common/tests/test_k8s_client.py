@@ -7,6 +7,7 @@ from pathlib import Path
 import kubernetes.client
 import pytest
 import yaml
+
 from homelab_common.k8s import KubeConfigError, load_client
 from homelab_common.k8s.testing import KubeEmulator, kube
 

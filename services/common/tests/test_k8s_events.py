@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from homelab_common.k8s import EventRecorder, ObjectRef
 from homelab_common.k8s.testing import KubeEmulator, kube
 
@@ -70,9 +71,7 @@ def test_unreachable_api_is_counted_not_raised(kube: KubeEmulator) -> None:
 def test_object_ref_from_a_client_model_and_a_dict() -> None:
     import kubernetes.client
 
-    model = kubernetes.client.V1Ingress(
-        metadata=kubernetes.client.V1ObjectMeta(name="web", namespace="apps", uid="u1")
-    )
+    model = kubernetes.client.V1Ingress(metadata=kubernetes.client.V1ObjectMeta(name="web", namespace="apps", uid="u1"))
     assert ObjectRef.of(model, kind="Ingress", api_version="networking.k8s.io/v1") == ObjectRef(
         "Ingress", "web", "apps", "u1", "networking.k8s.io/v1"
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import kubernetes.client
 import pytest
+
 from homelab_common.k8s import Backoff, Change, Informer
 from homelab_common.k8s.testing import KubeEmulator, kube, wait_for
 
@@ -55,9 +56,7 @@ def informer(core: kubernetes.client.CoreV1Api) -> Iterator[tuple[Informer, Reco
     informer.stop()
 
 
-def test_list_then_watch_delivers_add_update_delete(
-    core: kubernetes.client.CoreV1Api, kube: KubeEmulator
-) -> None:
+def test_list_then_watch_delivers_add_update_delete(core: kubernetes.client.CoreV1Api, kube: KubeEmulator) -> None:
     core.create_namespaced_pod("default", pod("before"))
     recorder = Recorder()
     informer = Informer(core.list_namespaced_pod, namespace="default", backoff=FAST)
@@ -78,9 +77,7 @@ def test_list_then_watch_delivers_add_update_delete(
     assert modified[0].old.metadata.labels in (None, {})
 
 
-def test_watch_starts_from_the_lists_resource_version(
-    core: kubernetes.client.CoreV1Api, kube: KubeEmulator
-) -> None:
+def test_watch_starts_from_the_lists_resource_version(core: kubernetes.client.CoreV1Api, kube: KubeEmulator) -> None:
     core.create_namespaced_pod("default", pod("p1"))
     core.patch_namespaced_pod("p1", "default", {"metadata": {"labels": {"v": "2"}}})
     with Informer(core.list_namespaced_pod, namespace="default", backoff=FAST):
@@ -90,9 +87,7 @@ def test_watch_starts_from_the_lists_resource_version(
 
 
 @pytest.mark.parametrize("how", ["error event", "http status"])
-def test_watch_expiry_relists_and_continues(
-    how: str, core: kubernetes.client.CoreV1Api, kube: KubeEmulator
-) -> None:
+def test_watch_expiry_relists_and_continues(how: str, core: kubernetes.client.CoreV1Api, kube: KubeEmulator) -> None:
     if how == "error event":
         kube.expire_watch("pods")
     else:
@@ -153,9 +148,7 @@ def test_periodic_resync_relists(core: kubernetes.client.CoreV1Api, kube: KubeEm
         wait_for(lambda: kube.request_count("list", "pods") >= 3)
 
 
-def test_stop_returns_promptly_from_an_idle_watch(
-    kube: KubeEmulator, informer: tuple[Informer, Recorder]
-) -> None:
+def test_stop_returns_promptly_from_an_idle_watch(kube: KubeEmulator, informer: tuple[Informer, Recorder]) -> None:
     cache, _ = informer
     wait_for(lambda: kube.request_count("watch", "pods") >= 1)
     cache.stop(timeout=30)
@@ -189,9 +182,7 @@ def test_cluster_wide_list_keys_by_namespace(kube: KubeEmulator) -> None:
         assert informer.list()[0].spec.rules[0].host == "web.home.arpa"
 
 
-def test_repeated_expiry_backs_off_instead_of_spinning(
-    core: kubernetes.client.CoreV1Api, kube: KubeEmulator
-) -> None:
+def test_repeated_expiry_backs_off_instead_of_spinning(core: kubernetes.client.CoreV1Api, kube: KubeEmulator) -> None:
     kube.expire_watch("pods", times=4)
     informer = Informer(core.list_namespaced_pod, namespace="default", backoff=FAST)
     with informer:

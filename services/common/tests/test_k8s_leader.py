@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import kubernetes.client
 import pytest
+
 from homelab_common.k8s import LeaderElector, Reconciler
 from homelab_common.k8s.testing import KubeEmulator, kube, wait_for
 

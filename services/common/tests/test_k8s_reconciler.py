@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import kubernetes.client
+
 from homelab_common.k8s import (
     Backoff,
     EventRecorder,

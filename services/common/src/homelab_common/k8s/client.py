@@ -47,7 +47,5 @@ def load_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
             f"kubeconfig {path!r} could not be loaded ({exc}). Pass a kubeconfig path, set KUBECONFIG, or "
             "run `task up` to fetch the cluster's kubeconfig."
         ) from exc
-    log.info(
-        "kubernetes client configured", extra={"source": "kubeconfig", "path": path, "host": config.host}
-    )
+    log.info("kubernetes client configured", extra={"source": "kubeconfig", "path": path, "host": config.host})
     return kubernetes.client.ApiClient(config)

@@ -21,9 +21,7 @@ class ReconcileError(Exception):
     (``reason`` becomes the Event's reason) where users look first (``kubectl describe``).
     """
 
-    def __init__(
-        self, message: str, *, obj: ObjectRef | None = None, reason: str = "ReconcileFailed"
-    ) -> None:
+    def __init__(self, message: str, *, obj: ObjectRef | None = None, reason: str = "ReconcileFailed") -> None:
         super().__init__(message)
         self.message = message
         self.obj = obj

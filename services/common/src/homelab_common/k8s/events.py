@@ -125,9 +125,7 @@ class EventRecorder:
                     extra={"object": str(obj), "reason": reason, "error": f"{type(exc).__name__}: {exc}"},
                 )
 
-    def _create(
-        self, type_: str, obj: ObjectRef, reason: str, message: str, action: str | None, now: float
-    ) -> _Seen:
+    def _create(self, type_: str, obj: ObjectRef, reason: str, message: str, action: str | None, now: float) -> _Seen:
         namespace = obj.namespace or self.namespace
         name = f"{obj.name}.{uuid.uuid4().hex[:16]}"
         event = kubernetes.client.EventsV1Event(

@@ -172,9 +172,7 @@ class LeaderElector:
 
     def _write(self, lease: Any) -> bool:
         try:
-            self._api.replace_namespaced_lease(
-                self.name, self.namespace, lease, _request_timeout=self._timeout
-            )
+            self._api.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self._timeout)
         except kubernetes.client.ApiException as exc:
             if exc.status == 409:
                 return False  # written by someone else since we read it (resourceVersion mismatch)

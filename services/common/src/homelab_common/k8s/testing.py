@@ -64,7 +64,8 @@ class _Fault:
 def _make_emulator_class() -> type[Any]:
     """Build the emulator subclass on first use, so importing this module does not import kmock."""
     import kmock
-    from kmock._internal import enums
+
+    reads = (kmock.action.LIST, kmock.action.WATCH, kmock.action.FETCH)
 
     class _Emulator(kmock.KubernetesEmulator):
         def __attrs_post_init__(self) -> None:
@@ -95,17 +96,13 @@ def _make_emulator_class() -> type[Any]:
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
                 if fault.status is not None:
-                    raise kmock.KubernetesError(
-                        status=fault.status, reason="Injected", message="injected fault"
-                    )
+                    raise kmock.KubernetesError(status=fault.status, reason="Injected", message="injected fault")
                 if fault.watch_gone:
                     gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410}
                     gone |= {"reason": "Expired", "message": "too old resource version"}
                     line = json.dumps({"type": "ERROR", "object": gone}) + "\n"
                     return aiohttp.web.Response(text=line, content_type="application/json")
-            if request.resource is None or request.action in (enums.action.LIST, enums.action.WATCH):
-                return await super()._handle(request)
-            if request.action == enums.action.FETCH and request.method != "PUT":
+            if request.resource is None or request.action in reads:
                 return await super()._handle(request)
             # Writes are serialised so that a resourceVersion check and the write it guards are atomic.
             async with self.write_lock:
@@ -131,15 +128,15 @@ def _make_emulator_class() -> type[Any]:
         def _prepare_write(self, request: Any) -> None:
             if not isinstance(request.data, dict):
                 return
-            if request.action not in (enums.action.CREATE, enums.action.UPDATE):
+            if request.action not in (kmock.action.CREATE, kmock.action.UPDATE):
                 return
             meta = request.data.setdefault("metadata", {})
-            if request.action == enums.action.CREATE:
+            if request.action == kmock.action.CREATE:
                 if request.namespace and not meta.get("namespace"):
                     meta["namespace"] = request.namespace
                 meta.setdefault("uid", str(uuid.uuid4()))
                 meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-            elif request.action == enums.action.UPDATE:
+            elif request.action == kmock.action.UPDATE:
                 self._check_rv(request, self._stored(request))
             meta["resourceVersion"] = self._next_rv()
 

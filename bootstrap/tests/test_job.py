@@ -220,6 +220,8 @@ def test_argo_cd_can_clone_the_seed_repository_over_smart_http(tmp_path: Path) -
         values = tmp_path / "clone" / "gitops" / "system" / "argocd" / "values-site.yaml"
         assert "argocd.home.arpa" in values.read_text()
         assert (tmp_path / "clone" / "charts" / "library" / "Chart.yaml").is_file()
+        # the library travels inside each chart that uses it: Argo CD's helm builds one level of file:// only
+        assert (tmp_path / "clone" / "charts" / "bootstrap" / "charts" / "library" / "Chart.yaml").is_file()
         assert (tmp_path / "clone" / "site.yaml").read_text() == EXAMPLE.read_text()
         head = subprocess.run(
             ["git", "-C", str(tmp_path / "clone"), "rev-parse", "HEAD"], capture_output=True, text=True, check=True

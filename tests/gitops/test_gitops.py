@@ -21,6 +21,7 @@ import yaml
 
 from chart_harness import REPO, Document, check_pod_security, render_chart, validate_documents
 from homelab_bootstrap import gitops
+from homelab_bootstrap.seed import vendor_local_dependencies
 from homelab_common.site import Site, load_site, parse_site
 
 EXAMPLE = REPO / "site.example.yaml"
@@ -48,6 +49,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         shutil.copytree(REPO / "gitops", root / "gitops")
         shutil.copytree(REPO / "charts", root / "charts")
         gitops.write_values(root, make())
+        vendor_local_dependencies(root)
         for chart_yaml in (root / "gitops").rglob("Chart.yaml"):
             meta = yaml.safe_load(chart_yaml.read_text())
             deps = [d for d in meta.get("dependencies") or [] if str(d["repository"]).startswith("file://")]
@@ -118,6 +120,25 @@ def test_wrapper_chart_renders_valid_manifests_for_the_site(trees: dict[str, Pat
             "kube-system",
         )
         assert isinstance(yaml.safe_load(doc.body["spec"]["valuesContent"]), dict)
+
+
+def test_a_service_wrapper_renders_our_chart_with_the_library_vendored(tmp_path: Path) -> None:
+    """gitops/apps/<svc> → charts/<svc> → charts/library: two levels of file:// that helm alone does not build.
+
+    charts/bootstrap stands in for a service chart, so this runs before the services' charts land.
+    """
+    shutil.copytree(REPO / "charts" / "library", tmp_path / "charts" / "library")
+    shutil.copytree(REPO / "charts" / "bootstrap", tmp_path / "charts" / "pxe", ignore=shutil.ignore_patterns("charts"))
+    meta = yaml.safe_load((tmp_path / "charts" / "pxe" / "Chart.yaml").read_text())
+    (tmp_path / "charts" / "pxe" / "Chart.yaml").write_text(yaml.safe_dump(meta | {"name": "pxe"}))
+    (tmp_path / "charts" / "pxe" / "Chart.lock").unlink(missing_ok=True)
+    shutil.copytree(REPO / "gitops" / "apps" / "pxe", tmp_path / "gitops" / "apps" / "pxe")
+    gitops.write_values(tmp_path, load_site(EXAMPLE))
+    assert vendor_local_dependencies(tmp_path) == [tmp_path / "charts" / "pxe" / "charts" / "library"]
+    docs = _render(tmp_path, gitops.App("apps", "pxe"))
+    assert {d.kind for d in docs} >= {"Job", "ClusterRole", "ServiceAccount"}
+    problems = validate_documents(docs) + check_pod_security(docs)
+    assert not problems, "\n".join(problems)
 
 
 def _kinds(docs: list[Document]) -> dict[str, list[Document]]:

@@ -13,12 +13,39 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from homelab_bootstrap import gitops
 from homelab_common.site import Site
 
 REPO_NAME = "homelab.git"
 BRANCH = "main"
 _IGNORE = shutil.ignore_patterns("values-site.yaml", "*.tgz", "__pycache__", ".git")
+
+
+def vendor_local_dependencies(root: Path) -> list[Path]:
+    """Copy each chart's ``file://`` dependencies into its ``charts/`` directory (unpacked).
+
+    ``helm dependency build`` (what Argo CD runs on an app folder) packages a ``file://`` dependency as it is on
+    disk and does not build that chart's own dependencies: gitops/apps/pxe → charts/pxe → charts/library would
+    arrive without the library. Vendored once here, every level is complete. Returns the directories written.
+    """
+    written = []
+    for chart_yaml in sorted((root / "charts").glob("*/Chart.yaml")):
+        chart = chart_yaml.parent
+        meta = yaml.safe_load(chart_yaml.read_text(encoding="utf-8")) or {}
+        for dep in meta.get("dependencies") or []:
+            repository = str(dep.get("repository", ""))
+            if not repository.startswith("file://"):
+                continue
+            source = (chart / repository.removeprefix("file://")).resolve()
+            target = chart / "charts" / str(dep["name"])
+            shutil.rmtree(target, ignore_errors=True)
+            for packaged in (chart / "charts").glob(f"{dep['name']}-*.tgz"):
+                packaged.unlink()
+            shutil.copytree(source, target, ignore=_IGNORE)
+            written.append(target)
+    return written
 
 
 class GitError(RuntimeError):
@@ -66,9 +93,10 @@ class SeedRepo:
             shutil.rmtree(self.work / part, ignore_errors=True)
             if (source / part).is_dir():
                 shutil.copytree(source / part, self.work / part, ignore=_IGNORE)
+        vendor_local_dependencies(self.work)
         (self.work / "site.yaml").write_text(site_text, encoding="utf-8")
         # helm dependency build leaves packaged charts beside the wrappers: Argo CD rebuilds them itself
-        (self.work / ".gitignore").write_text("*.tgz\nChart.lock\n", encoding="utf-8")
+        (self.work / ".gitignore").write_text("gitops/**/charts/\nChart.lock\n", encoding="utf-8")
         gitops.write_values(self.work, site)
         git("add", "-A", cwd=self.work)
         changed = bool(git("status", "--porcelain", cwd=self.work))

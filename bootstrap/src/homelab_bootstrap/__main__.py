@@ -159,7 +159,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         up.Stage("bootstrap", lambda: None, bootstrap),
         up.Stage("apps", lambda: None, apps),
     ]
-    with server:
+    with server, opts.cleanup:
         try:
             up.run_stages(stages, print, state / "up-timings.json")
         except (job.BootstrapError, up.PreflightError, RuntimeError, SiteError) as exc:

@@ -9,6 +9,8 @@ Prints a progress line per step and the time each stage took, also written to ``
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import re
@@ -49,6 +51,8 @@ class Options:
     install_timeout: float = 3600.0
     say: Callable[[str], None] = print
     is_root: Callable[[], bool] = field(default=lambda: os.geteuid() == 0)
+    #: What must be stopped when `task up` exits (the virtual lab's VMs and network)
+    cleanup: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
 
 @dataclass
@@ -149,14 +153,7 @@ def metal_done(site: Site) -> str | None:
 
 def run_metal(opts: Options, site: Site) -> None:
     if opts.lab:
-        try:
-            import importlib
-
-            lab = importlib.import_module("homelab_bootstrap.lab")  # the virtual lab: QEMU on a private bridge
-        except ImportError:
-            raise PreflightError("the virtual lab is not in this checkout (homelab_bootstrap.lab)") from None
-        lab_up: Callable[..., Any] = getattr(lab, "up")  # noqa: B009 - the lab module's entry point
-        lab_up(site, opts.state, say=opts.say)
+        run_lab(opts, site)
         return
     env = {**os.environ, "HOMELAB_SITE_FILE": str(opts.site_path)}
     procs = [subprocess.Popen([sys.executable, "-m", f"homelab_{name}"], env=env) for name in ("autoinstall", "pxe")]
@@ -190,6 +187,31 @@ def run_metal(opts: Options, site: Site) -> None:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def run_lab(opts: Options, site: Site) -> None:
+    """The virtual lab (homelab_bootstrap.lab): the site's machines as QEMU VMs on a private bridge, booted by our
+    pxe + autoinstall, each until its installer reports installed. The lab lives until `task up` exits (the VMs
+    are its processes): ``opts.cleanup`` stops it.
+    """
+    try:
+        lab = importlib.import_module("homelab_bootstrap.lab")
+    except ImportError:
+        raise PreflightError("the virtual lab is not in this checkout (homelab_bootstrap.lab)") from None
+    virtual = lab.VirtualLab(site, opts.site_path, opts.state / "lab", opts.state / "lab-cache")
+    opts.cleanup.callback(virtual.stop)
+    virtual.start()
+    virtual.start_homelab()
+    opts.say(f"metal: virtual lab up (boot server {virtual.bootserver_ip}, accelerator {lab.accelerator()})")
+    machines = [virtual.machine(m.name) for m in site.machines]
+    for machine, vm in zip(site.machines, machines, strict=True):
+        vm.start()
+        opts.say(f"metal: started VM {machine.name} ({machine.mac})")
+    for machine, vm in zip(site.machines, machines, strict=True):
+        marker = vm.wait_for(lab.INSTALLED_MARKER, lab.FAILED_MARKER, timeout=opts.install_timeout)
+        if marker != lab.INSTALLED_MARKER:
+            raise RuntimeError(f"{machine.name}: the installer failed; serial console: {vm.serial()[-1500:]}")
+        opts.say(f"metal: {machine.name} installed")
 
 
 # ------------------------------------------------------------------------------------------------ cluster

@@ -109,6 +109,12 @@ class FakeArgoCD:
         self.thread.join(timeout=10)
 
 
+def _healthy(kube: KubeEmulator, name: str) -> None:
+    status = {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}}
+    app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application"}
+    Kube(kube.api_client()).apply(app | {"metadata": {"name": name, "namespace": "argocd"}, "status": status})
+
+
 def _context(kube: KubeEmulator, tmp_path: Path, helm: FakeHelm, **extra: Any) -> job.Context:
     site = load_site(EXAMPLE)
     return job.Context(
@@ -248,12 +254,17 @@ class GiteaContractFake:
     name is taken. ``GET /api/v1/repos/{owner}/{repo}`` → 200 Repository {clone_url, ...} or 404. ``POST
     /api/v1/orgs/{org}/repos`` with CreateRepoOption (``name`` required) → 201 Repository, 409 when it exists. Git
     itself is real: ``/{org}/{repo}.git`` is `git http-backend` with receive-pack, behind the same Basic auth.
+    OAuth2 applications: ``GET /api/v1/user/applications/oauth2`` → 200 [OAuth2Application] (no client_secret),
+    ``POST`` with CreateOAuth2ApplicationOptions (``name``, ``redirect_uris``, ``confidential_client``) → 201
+    OAuth2Application with ``client_id`` and ``client_secret``, ``DELETE .../{id}`` → 204.
     """
 
     def __init__(self, root: Path, username: str, password: str, cluster_url: str) -> None:
         self.root, self.username, self.password, self.cluster_url = root, username, password, cluster_url
         self.orgs: dict[str, dict[str, Any]] = {}
         self.repos: dict[str, dict[str, Any]] = {}
+        self.oauth_apps: dict[int, dict[str, Any]] = {}
+        self.oauth_ids = 0
         self.requests: list[tuple[str, str]] = []
         self.git = GitHttpBackend(root, receive_pack=True, auth=(username, password))
 
@@ -311,6 +322,29 @@ class GiteaContractFake:
             }
             self.repos[f"{owner}/{name}"] = repo
             return self._json(start, "201 Created", repo)
+        if route == "/user/applications/oauth2" and method == "GET":
+            listed = [{k: v for k, v in app.items() if k != "client_secret"} for app in self.oauth_apps.values()]
+            return self._json(start, "200 OK", listed)
+        if route == "/user/applications/oauth2" and method == "POST":
+            if not body.get("name") or not body.get("redirect_uris"):
+                return self._json(start, "422 Unprocessable Entity", {"message": "[Name]: Required"})
+            self.oauth_ids += 1  # database ids: never reused
+            app_id = self.oauth_ids
+            self.oauth_apps[app_id] = {
+                "id": app_id,
+                "name": body["name"],
+                "redirect_uris": body["redirect_uris"],
+                "confidential_client": body.get("confidential_client", True),
+                "client_id": f"client-{app_id}",
+                "client_secret": f"secret-{app_id}",
+                "created": "2026-11-26T00:00:00Z",
+            }
+            return self._json(start, "201 Created", self.oauth_apps[app_id])
+        if (match := re.fullmatch(r"/user/applications/oauth2/(\d+)", route)) and method == "DELETE":
+            if self.oauth_apps.pop(int(match[1]), None) is None:
+                return self._json(start, "404 Not Found", {"message": "Not Found"})
+            start("204 No Content", [])
+            return [b""]
         if match := re.fullmatch(r"/repos/([^/]+)/([^/]+)", route):
             repo = self.repos.get(f"{match[1]}/{match[2]}")
             return (
@@ -342,8 +376,13 @@ def test_the_repository_moves_into_gitea_and_the_root_app_follows(
     fake.password = job._read_secret(ctx, "gitea", "gitea-admin")["password"]
     fake.git.auth = (fake.username, fake.password)
 
+    _healthy(kube, "gitea")
     changes = job.step_gitea(ctx)
     assert "Gitea organisation homelab created" in changes
+    assert "Gitea OAuth2 application for Woodpecker created" in changes
+    oauth = kube.objects("v1/secrets", "woodpecker")["woodpecker/woodpecker-gitea"]["data"]
+    assert base64.b64decode(oauth["WOODPECKER_GITEA_SECRET"]).decode() == "secret-1"
+    assert fake.oauth_apps[1]["redirect_uris"] == ["https://ci.home.arpa/authorize"]
     assert "Gitea repository homelab/gitops created" in changes
     assert "GitOps repository pushed to Gitea" in changes
     pushed = subprocess.run(
@@ -365,6 +404,16 @@ def test_the_repository_moves_into_gitea_and_the_root_app_follows(
     assert [m for m, _ in fake.requests] == ["GET", "GET", "GET"], "a rerun only reads"
     assert job.run(ctx, steps) == [], "after the switch, the root stays on Gitea"
 
+    # our copy of Woodpecker's OAuth secret is lost: Gitea cannot show it again, so the app is replaced
+    kube_api = ctx.kube.client
+    import kubernetes.client
+
+    kubernetes.client.CoreV1Api(kube_api).delete_namespaced_secret("woodpecker-gitea", "woodpecker")
+    fake.requests.clear()
+    assert "Gitea OAuth2 application for Woodpecker created" in job.step_gitea(ctx)
+    assert ("DELETE", "/api/v1/user/applications/oauth2/1") in fake.requests
+    assert list(fake.oauth_apps) == [2]
+
 
 def test_a_wrong_gitea_credential_is_a_clear_error(
     kube: KubeEmulator, tmp_path: Path, gitea_server: tuple[GiteaContractFake, GitHttpServer]
@@ -372,6 +421,7 @@ def test_a_wrong_gitea_credential_is_a_clear_error(
     _, server = gitea_server
     ctx = _context(kube, tmp_path, FakeHelm(), gitea=job.GiteaTarget(url=server.url(), cluster_url="http://g"))
     job.run(ctx, [s for s in job.STEPS if s[0] in ("namespaces", "secrets")])
+    _healthy(kube, "gitea")
     with pytest.raises(Exception, match=r"GET /user \(check the admin credential\): HTTP 401"):
         job.step_gitea(ctx)
 

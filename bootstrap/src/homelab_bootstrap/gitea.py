@@ -2,7 +2,10 @@
 
 ``GET /api/v1/user`` (who the credential is), ``GET /api/v1/orgs/{org}`` then ``POST /api/v1/orgs``
 (CreateOrgOption: ``username`` required), ``GET /api/v1/repos/{owner}/{repo}`` then ``POST /api/v1/orgs/{org}/repos``
-(CreateRepoOption: ``name`` required). Basic authentication with the generated admin credential.
+(CreateRepoOption: ``name`` required), and for Woodpecker's login ``GET/POST /api/v1/user/applications/oauth2``
+(CreateOAuth2ApplicationOptions: ``name``, ``redirect_uris``, ``confidential_client``; the 201 answer is the only
+one carrying ``client_secret``) and ``DELETE /api/v1/user/applications/oauth2/{id}``. Basic authentication with
+the generated admin credential.
 """
 
 from __future__ import annotations
@@ -73,3 +76,18 @@ class Gitea:
         status, payload = self._call("POST", f"/orgs/{org}/repos", body)
         repo = self._expect(f"POST /orgs/{org}/repos", status, payload, 201)
         return str(repo["clone_url"]), True
+
+    def recreate_oauth_app(self, name: str, redirect_uri: str) -> tuple[str, str]:
+        """A fresh OAuth2 application (Gitea shows a client secret only when it creates one): (client_id, secret).
+
+        Called only when our copy of the secret is missing, so an existing application of that name is stale.
+        """
+        status, payload = self._call("GET", "/user/applications/oauth2")
+        for app in self._expect("GET /user/applications/oauth2", status, payload, 200) or []:
+            if app.get("name") == name:
+                status, payload = self._call("DELETE", f"/user/applications/oauth2/{app['id']}")
+                self._expect(f"DELETE /user/applications/oauth2/{app['id']}", status, payload, 204)
+        body = {"name": name, "redirect_uris": [redirect_uri], "confidential_client": True}
+        status, payload = self._call("POST", "/user/applications/oauth2", body)
+        created = self._expect("POST /user/applications/oauth2", status, payload, 201)
+        return str(created["client_id"]), str(created["client_secret"])

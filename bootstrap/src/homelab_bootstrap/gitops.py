@@ -123,9 +123,16 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
             },
         }
     elif app.name == "woodpecker":
+        forge = hostname(site, "gitea")
         values["woodpecker"] = {
             "server": {
-                "env": {"WOODPECKER_HOST": f"https://{host}"},
+                "env": {
+                    "WOODPECKER_HOST": f"https://{host}",
+                    # the browser is sent to Gitea to log in, so the forge URL is Gitea's public one
+                    "WOODPECKER_GITEA_URL": f"https://{forge}",
+                    # an in-cluster CA is not in Woodpecker's trust store; ACME certificates are
+                    "WOODPECKER_GITEA_SKIP_VERIFY": "true" if site.certificates.mode == "ca" else "false",
+                },
                 "ingress": {
                     "hosts": [
                         {"host": host, "paths": [{"path": "/", "backend": {"serviceName": "woodpecker-server"}}]}

@@ -250,10 +250,9 @@ def expected_apps(ctx: Context) -> set[str]:
     return {"root"} | {a.name for a in gitops.discover_apps(ctx.source) if gitops.enabled(a, ctx.site)}
 
 
-def step_wait(ctx: Context) -> list[str]:
-    """Wait until every Application is Synced and Healthy, printing what is still pending when it changes."""
+def wait_apps(ctx: Context, expected: set[str]) -> None:
+    """Wait until the ``expected`` Applications are Synced and Healthy, printing what is pending when it changes."""
     deadline = time.monotonic() + ctx.wait_timeout
-    expected = expected_apps(ctx)
     last = ""
     while True:
         seen = {}
@@ -270,10 +269,16 @@ def step_wait(ctx: Context) -> list[str]:
             ctx.say(line)
             last = line
         if not pending:
-            return []
+            return
         if time.monotonic() > deadline:
             raise BootstrapError(f"apps not Synced and Healthy after {ctx.wait_timeout:.0f}s: {', '.join(pending)}")
         time.sleep(ctx.poll)
+
+
+def step_wait(ctx: Context) -> list[str]:
+    """Every Application Synced and Healthy."""
+    wait_apps(ctx, expected_apps(ctx))
+    return []
 
 
 def gitea_repo_url(base: str) -> str:
@@ -289,6 +294,8 @@ def step_gitea(ctx: Context) -> list[str]:
     """Move the GitOps repository into Gitea: org + repo via the API, push, Argo CD credentials, switch the root."""
     if ctx.gitea is None or not ctx.site.apps.gitea:
         return []
+    # Woodpecker (apps tier) cannot start before its Gitea login exists: wait for Gitea alone, not for everything
+    wait_apps(ctx, {"gitea"})
     user = _read_secret(ctx, "gitea", "gitea-admin")
     api = Gitea(ctx.gitea.url, user["username"], user["password"])
     api.whoami()
@@ -300,6 +307,8 @@ def step_gitea(ctx: Context) -> list[str]:
         changes.append(f"Gitea repository {GITEA_ORG}/{GITEA_REPO} created")
     if SeedRepo(ctx.state).push(gitea_repo_url(ctx.gitea.url), user["username"], user["password"]):
         changes.append("GitOps repository pushed to Gitea")
+    if ctx.site.apps.woodpecker:
+        changes += _woodpecker_oauth(ctx, api)
     clone_url = gitea_clone_url(ctx)
     repo_secret = _secret(
         gitops.ARGOCD_NAMESPACE,
@@ -313,6 +322,20 @@ def step_gitea(ctx: Context) -> list[str]:
     return changes
 
 
+def _woodpecker_oauth(ctx: Context, api: Gitea) -> list[str]:
+    """Woodpecker logs in through Gitea: an OAuth2 application in Gitea, its credential as a Secret Woodpecker reads."""
+    probe = {"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "woodpecker", "name": "woodpecker-gitea"}}
+    if ctx.kube.get(probe) is not None:
+        return []
+    redirect = f"https://{gitops.hostname(ctx.site, 'woodpecker')}/authorize"
+    client_id, client_secret = api.recreate_oauth_app("woodpecker", redirect)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "woodpecker"}}
+    ctx.kube.apply(ns, create_only=True)
+    data = {"WOODPECKER_GITEA_CLIENT": client_id, "WOODPECKER_GITEA_SECRET": client_secret}
+    ctx.kube.apply(_secret("woodpecker", "woodpecker-gitea", data), create_only=True)
+    return ["Gitea OAuth2 application for Woodpecker created"]
+
+
 Step = Callable[[Context], list[str]]
 STEPS: list[tuple[str, Step]] = [
     ("namespaces", step_namespaces),
@@ -320,8 +343,8 @@ STEPS: list[tuple[str, Step]] = [
     ("repository", step_repository),
     ("argocd", step_argocd),
     ("root", step_root),
-    ("wait", step_wait),
     ("gitea", step_gitea),
+    ("wait", step_wait),
 ]
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -226,3 +229,50 @@ def test_summary_lists_app_urls_and_where_credentials_are(tmp_path: Path) -> Non
     assert "https://argocd.home.arpa/" in text
     assert "kubectl -n gitea get secret gitea-admin" in text
     assert "argocd-initial-admin-secret" in text
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+
+
+def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "homelab-bootstrap"
+    return subprocess.run([str(script), *argv], capture_output=True, text=True, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def test_cli_up_without_a_site_file_and_no_terminal_says_run_configure(tmp_path: Path) -> None:
+    proc = _cli("up", "--site", str(tmp_path / "site.yaml"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "run ./task configure" in proc.stderr
+
+
+def test_cli_configure_non_interactive_then_render(tmp_path: Path) -> None:
+    key = tmp_path / "k.pub"
+    key.write_text(KEY)
+    args = ["configure", "--non-interactive", "--site", str(tmp_path / "site.yaml"), "--subnet", "10.77.0.0/24"]
+    args += ["--gateway", "10.77.0.1", "--ssh-key-file", str(key), "--machine", "node1,52:54:00:12:34:56,10.77.0.11"]
+    proc = _cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shutil.copytree(REPO / "gitops", tmp_path / "tree" / "gitops")
+    proc = _cli("render", "--site", str(tmp_path / "site.yaml"), "--tree", str(tmp_path / "tree"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    written = yaml.safe_load((tmp_path / "tree/gitops/platform/gitea/values-site.yaml").read_text())
+    assert written["site"]["lan"]["subnet"] == "10.77.0.0/24"
+
+
+def test_cli_names_a_bad_site_field(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "site.example.yaml").read_text())
+    data["lan"]["gateway"] = "10.0.0.1"
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(data))
+    proc = _cli("render", "--site", str(tmp_path / "site.yaml"), "--tree", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "lan.gateway: 10.0.0.1 is outside lan.subnet" in proc.stderr
+
+
+def test_boot_services_get_the_site_and_the_controller_address(tmp_path: Path) -> None:
+    site = load_site(REPO / "site.example.yaml")
+    env = up.boot_service_env(_opts(tmp_path, REPO / "site.example.yaml"), site, "192.168.1.5")
+    assert env["autoinstall"]["HOMELAB_AUTOINSTALL_SITE_FILE"] == str((REPO / "site.example.yaml").resolve())
+    assert env["autoinstall"]["HOMELAB_AUTOINSTALL_PUBLIC_URL"] == "http://192.168.1.5:8081"
+    assert env["pxe"]["HOMELAB_PXE_AUTOINSTALL_URL"] == "http://127.0.0.1:8081"
+    assert env["pxe"]["HOMELAB_PXE_LAN"] == "192.168.1.0/24"
+    assert env["pxe"]["HOMELAB_PXE_INTERFACE"] == "eth0"

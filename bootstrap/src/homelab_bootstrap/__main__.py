@@ -110,6 +110,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         lab=args.lab,
         helm=_tool("helm"),
         autoinstall_url=args.autoinstall_url,
+        ssh_user=args.ssh_user,
     )
     try:
         site = up.preflight(opts)
@@ -183,6 +184,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lab", action="store_true", help="virtual lab: QEMU machines instead of hardware")
     p.add_argument("--autoinstall-url", default="http://127.0.0.1:8081")
     p.add_argument("--git-port", type=int, default=up.GIT_PORT)
+    p.add_argument("--ssh-user", default="homelab", help="admin user on the machines (autoinstall's username)")
     p.add_argument("--advertise", help="controller address the cluster clones from (default: detected)")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("job", help="the bootstrap steps, as the in-cluster Job runs them")

@@ -48,6 +48,8 @@ class Options:
     lab: bool = False
     helm: str = "helm"
     autoinstall_url: str = "http://127.0.0.1:8081"
+    #: The admin user autoinstall creates on every machine (its HOMELAB_AUTOINSTALL_USERNAME, default homelab)
+    ssh_user: str = "homelab"
     install_timeout: float = 3600.0
     say: Callable[[str], None] = print
     is_root: Callable[[], bool] = field(default=lambda: os.geteuid() == 0)
@@ -144,6 +146,48 @@ def machine_states(autoinstall_url: str) -> dict[str, str]:
     return {str(m["mac"]): str(m["state"]) for m in items}
 
 
+AUTOINSTALL_PORT = 8081
+PXE_PORT = 8080
+
+
+def boot_service_env(opts: Options, site: Site, address: str) -> dict[str, dict[str, str]]:
+    """Settings of our autoinstall and pxe services on the controller (their HOMELAB_* variables)."""
+    autoinstall = {
+        "HOMELAB_HTTP_BIND": f"0.0.0.0:{AUTOINSTALL_PORT}",
+        "HOMELAB_AUTOINSTALL_SITE_FILE": str(opts.site_path.resolve()),
+        "HOMELAB_AUTOINSTALL_STATE_DIR": str((opts.state / "autoinstall").resolve()),
+        "HOMELAB_AUTOINSTALL_PUBLIC_URL": f"http://{address}:{AUTOINSTALL_PORT}",
+    }
+    pxe = {
+        "HOMELAB_HTTP_BIND": f"0.0.0.0:{PXE_PORT}",
+        "HOMELAB_PXE_LAN": str(site.lan.subnet),
+        "HOMELAB_PXE_SERVER_IP": address,
+        "HOMELAB_PXE_HTTP_PORT": str(PXE_PORT),
+        "HOMELAB_PXE_AUTOINSTALL_URL": f"http://127.0.0.1:{AUTOINSTALL_PORT}",
+        "HOMELAB_PXE_ASSETS_DIR": str((opts.state / "pxe-assets").resolve()),
+    }
+    if site.lan.interface:
+        pxe["HOMELAB_PXE_INTERFACE"] = site.lan.interface
+    return {"autoinstall": autoinstall, "pxe": pxe}
+
+
+def start_boot_services(opts: Options, site: Site) -> list[subprocess.Popen[bytes]]:
+    """autoinstall then pxe as subprocesses of `task up` (stopped when the metal stage ends)."""
+    address = controller_address(site)
+    (opts.state / "autoinstall").mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name, env in boot_service_env(opts, site, address).items():
+        script = shutil.which(f"homelab-{name}") or shutil.which(
+            f"homelab-{name}", path=str(Path(sys.executable).parent)
+        )
+        if script is None:
+            raise PreflightError(f"homelab-{name} is not installed: run ./task deps")
+        log = (opts.state / f"{name}.log").open("ab")
+        procs.append(subprocess.Popen([script], env={**os.environ, **env}, stdout=log, stderr=log))
+        opts.say(f"metal: started {name} (log {opts.state / f'{name}.log'})")
+    return procs
+
+
 def metal_done(site: Site) -> str | None:
     """Done when every machine answers SSH (installed and booted from disk)."""
     if all(tcp_open(str(m.ip), 22, timeout=1.0) for m in site.machines):
@@ -155,8 +199,7 @@ def run_metal(opts: Options, site: Site) -> None:
     if opts.lab:
         run_lab(opts, site)
         return
-    env = {**os.environ, "HOMELAB_SITE_FILE": str(opts.site_path)}
-    procs = [subprocess.Popen([sys.executable, "-m", f"homelab_{name}"], env=env) for name in ("autoinstall", "pxe")]
+    procs = start_boot_services(opts, site)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -245,7 +288,7 @@ def run_cluster(opts: Options, site: Site, timeout: float = 1800.0) -> None:
             "ssh",
             "-o",
             "StrictHostKeyChecking=accept-new",
-            f"ubuntu@{first.ip}",
+            f"{opts.ssh_user}@{first.ip}",
             "sudo",
             "cat",
             "/etc/rancher/k3s/k3s.yaml",

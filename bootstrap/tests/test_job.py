@@ -439,3 +439,17 @@ def test_missing_token_file_names_the_secret(kube: KubeEmulator, tmp_path: Path)
         job.step_secrets(ctx)
     wait_for(lambda: True)
     assert shutil.which("git")
+
+
+def test_registry_gets_a_generated_bcrypt_htpasswd_never_rewritten(kube: KubeEmulator, tmp_path: Path) -> None:
+    import bcrypt
+
+    ctx = _context(kube, tmp_path, FakeHelm())
+    job.step_namespaces(ctx)
+    assert "secret registry/registry-htpasswd derived from registry-admin" in job.step_secrets(ctx)
+    admin = job._read_secret(ctx, "registry", "registry-admin")
+    line = job._read_secret(ctx, "registry", "registry-htpasswd")["htpasswd"]
+    user, _, hashed = line.strip().partition(":")
+    assert user == admin["username"]
+    assert bcrypt.checkpw(admin["password"].encode(), hashed.encode())
+    assert job.step_secrets(ctx) == []

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import bcrypt
 import yaml
 
 from homelab_bootstrap import gitops
@@ -97,7 +98,7 @@ def _read_secret(ctx: Context, namespace: str, name: str) -> dict[str, str]:
 
 
 def step_namespaces(ctx: Context) -> list[str]:
-    names = [gitops.ARGOCD_NAMESPACE, "cert-manager", "monitoring", "gitea", "cloudflared"]
+    names = [gitops.ARGOCD_NAMESPACE, "cert-manager", "monitoring", "gitea", "registry", "cloudflared"]
     apps = {a.name: a for a in gitops.discover_apps(ctx.source)}
     wanted = [n for n in names if n == gitops.ARGOCD_NAMESPACE or (n in apps and gitops.enabled(apps[n], ctx.site))]
     changes = []
@@ -115,7 +116,14 @@ def generated_credentials(site: Site) -> dict[tuple[str, str], dict[str, str]]:
         creds[("gitea", "gitea-admin")] = {"username": "gitea-admin", "password": secrets.token_urlsafe(24)}
     if site.apps.monitoring:
         creds[("monitoring", "grafana-admin")] = {"admin-user": "admin", "admin-password": secrets.token_urlsafe(24)}
+    if site.apps.registry:
+        creds[("registry", "registry-admin")] = {"username": "admin", "password": secrets.token_urlsafe(24)}
     return creds
+
+
+def htpasswd(username: str, password: str) -> str:
+    """One htpasswd line with a bcrypt hash: the only scheme the distribution registry accepts."""
+    return f"{username}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n"
 
 
 def step_secrets(ctx: Context) -> list[str]:
@@ -123,6 +131,13 @@ def step_secrets(ctx: Context) -> list[str]:
     for (namespace, name), data in generated_credentials(ctx.site).items():
         if ctx.kube.apply(_secret(namespace, name, data), create_only=True) == "created":
             changes.append(f"secret {namespace}/{name} generated")
+    if ctx.site.apps.registry:
+        probe = _secret("registry", "registry-htpasswd", {})
+        if ctx.kube.get(probe) is None:
+            admin = _read_secret(ctx, "registry", "registry-admin")
+            file = htpasswd(admin["username"], admin["password"])
+            ctx.kube.apply(_secret("registry", "registry-htpasswd", {"htpasswd": file}), create_only=True)
+            changes.append("secret registry/registry-htpasswd derived from registry-admin")
     refs = []
     if ctx.site.certificates.acme is not None:
         refs.append(("cert-manager", "cloudflare-api-token", "api-token", ctx.site.certificates.acme.token))

@@ -148,7 +148,7 @@ def test_public_domain_with_tokens_uses_acme_and_the_tunnel(tmp_path: Path) -> N
             "exactly one",
         ),
         ({"certificates": {"acme": {"email": "nope", "token": {"env": "T"}}}}, "certificates.acme.email", "pattern"),
-        ({"apps": {"gitea": False}}, "apps.woodpecker", "needs Gitea"),
+        ({"apps": {"gitea": False}}, "apps.gitea", "Extra inputs"),
         ({"apps": {"jellyfin": True}}, "apps.jellyfin", "Extra inputs"),
         ({"domain": "home.arpa"}, "certificates.acme", "private domain"),
         ({"domain": "home.arpa"}, "exposure.cloudflare_tunnel", "private domain"),

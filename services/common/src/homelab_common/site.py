@@ -185,9 +185,9 @@ class Certificates(_Strict):
 
 
 class Apps(_Strict):
-    """The optional apps; the system and platform apps (ArgoCD, cert-manager, Traefik, ...) are always on."""
+    """The optional apps. Always on: Argo CD, cert-manager, Traefik, kured, the upgrade controller, and Gitea (it
+    holds the GitOps repository once the cluster is bootstrapped)."""
 
-    gitea: bool = True
     woodpecker: bool = True
     registry: bool = True
     monitoring: bool = True
@@ -292,8 +292,6 @@ def site_problems(site: Site) -> list[tuple[str, str]]:
             problems.append(
                 ("exposure.cloudflare_tunnel", f"{site.domain} is a private domain: a tunnel needs a Cloudflare zone")
             )
-    if site.apps.woodpecker and not site.apps.gitea:
-        problems.append(("apps.woodpecker", "Woodpecker needs Gitea (its forge): turn apps.gitea on"))
     return problems
 
 

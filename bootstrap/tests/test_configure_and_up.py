@@ -136,7 +136,19 @@ def test_preflight_names_the_bad_field(tmp_path: Path) -> None:
 
 def test_preflight_needs_root_for_the_metal_stage(tmp_path: Path) -> None:
     with pytest.raises(up.PreflightError, match=r"needs root .* or pass --kubeconfig"):
-        up.preflight(_opts(tmp_path, REPO / "site.example.yaml"))
+        up.preflight(_opts(tmp_path, REPO / "site.example.yaml", lab=True))
+
+
+def test_preflight_says_when_the_controller_is_not_on_the_machines_lan(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "site.example.yaml").read_text())
+    data["lan"] |= {"subnet": "198.51.100.0/24", "gateway": "198.51.100.1", "dns": ["198.51.100.1"]}
+    data["k3s"] = {"api_vip": "198.51.100.40"}
+    for index, machine in enumerate(data["machines"]):
+        machine["ip"] = f"198.51.100.{11 + index}"
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data))
+    with pytest.raises(up.PreflightError, match=r"no address on lan.subnet 198.51.100.0/24"):
+        up.preflight(_opts(tmp_path, site))
 
 
 def _kubeconfig(path: Path, server: str) -> Path:

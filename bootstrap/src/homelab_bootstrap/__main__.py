@@ -140,11 +140,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     def apps() -> None:
         ctx = context()
-        if site.apps.gitea:
-            job.wait_apps(ctx, {"gitea"})
-            with port_forward(kubeconfig, "gitea", "gitea-http", 3000) as url:
-                ctx.gitea = job.GiteaTarget(url=url, cluster_url="http://gitea-http.gitea.svc:3000")
-                job.run(ctx, [s for s in job.STEPS if s[0] == "gitea"])
+        job.wait_apps(ctx, {"gitea"})
+        with port_forward(kubeconfig, "gitea", "gitea-http", 3000) as url:
+            ctx.gitea = job.GiteaTarget(url=url, cluster_url="http://gitea-http.gitea.svc:3000")
+            job.run(ctx, [s for s in job.STEPS if s[0] == "gitea"])
         job.run(ctx, [s for s in job.STEPS if s[0] == "wait"])
 
     stages = [

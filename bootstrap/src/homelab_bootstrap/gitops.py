@@ -50,7 +50,6 @@ def discover_apps(repo: Path) -> list[App]:
 def enabled(app: App, site: Site) -> bool:
     """Optional apps follow ``site.apps``; the tunnel connector exists only with a tunnel; the rest is always on."""
     toggles = {
-        "gitea": site.apps.gitea,
         "woodpecker": site.apps.woodpecker,
         "registry": site.apps.registry,
         "monitoring": site.apps.monitoring,

@@ -112,8 +112,7 @@ def step_namespaces(ctx: Context) -> list[str]:
 def generated_credentials(site: Site) -> dict[tuple[str, str], dict[str, str]]:
     """The admin credentials we generate (random, once; never a default password): (namespace, secret) → keys."""
     creds: dict[tuple[str, str], dict[str, str]] = {}
-    if site.apps.gitea:
-        creds[("gitea", "gitea-admin")] = {"username": "gitea-admin", "password": secrets.token_urlsafe(24)}
+    creds[("gitea", "gitea-admin")] = {"username": "gitea-admin", "password": secrets.token_urlsafe(24)}
     if site.apps.monitoring:
         creds[("monitoring", "grafana-admin")] = {"admin-user": "admin", "admin-password": secrets.token_urlsafe(24)}
     if site.apps.registry:
@@ -307,7 +306,7 @@ def gitea_clone_url(ctx: Context) -> str:
 
 def step_gitea(ctx: Context) -> list[str]:
     """Move the GitOps repository into Gitea: org + repo via the API, push, Argo CD credentials, switch the root."""
-    if ctx.gitea is None or not ctx.site.apps.gitea:
+    if ctx.gitea is None:
         return []
     # Woodpecker (apps tier) cannot start before its Gitea login exists: wait for Gitea alone, not for everything
     wait_apps(ctx, {"gitea"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import ipaddress
 import json
 import os
 import re
@@ -108,7 +109,19 @@ def preflight(opts: Options) -> Site:
         return site
     if not site.machines:
         raise PreflightError(f"{opts.site_path}: machines: none listed; add them or pass --kubeconfig")
-    if not kubeconfig_path(opts).is_file() and not opts.is_root():
+    if kubeconfig_path(opts).is_file():
+        return site  # the cluster was reached before: the cluster stage checks it again
+    if not opts.lab:
+        try:
+            address = ipaddress.IPv4Address(controller_address(site))
+        except (OSError, ValueError):
+            address = None
+        if address is None or address not in site.lan.subnet:
+            raise PreflightError(
+                f"this controller has no address on lan.subnet {site.lan.subnet} (found {address or 'no route'}): "
+                "the machines boot from it over that LAN, so connect it there (or fix lan.subnet)"
+            )
+    if not opts.is_root():
         raise PreflightError(
             "the metal stage needs root (proxyDHCP on port 67, TFTP on 69"
             + (", network namespaces and bridges for the virtual lab" if opts.lab else "")

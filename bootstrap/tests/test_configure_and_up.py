@@ -288,3 +288,53 @@ def test_boot_services_get_the_site_and_the_controller_address(tmp_path: Path) -
     assert env["pxe"]["HOMELAB_PXE_AUTOINSTALL_URL"] == "http://127.0.0.1:8081"
     assert env["pxe"]["HOMELAB_PXE_LAN"] == "192.168.1.0/24"
     assert env["pxe"]["HOMELAB_PXE_INTERFACE"] == "eth0"
+
+
+def test_up_at_a_terminal_without_a_site_file_runs_the_wizard_first(tmp_path: Path) -> None:
+    """Driven through a pseudo-terminal, as a person at the keyboard would."""
+    import os
+    import pty
+
+    answers = [
+        "home.arpa",
+        "Etc/UTC",
+        "eth9",
+        "198.51.100.0/24",
+        "198.51.100.1",
+        "",
+        KEY,
+        "",
+        "node1",
+        "52:54:00:12:34:56",
+        "",
+        "",
+        "",
+        "",
+    ]
+    master, slave = pty.openpty()
+    script = Path(sys.executable).parent / "homelab-bootstrap"
+    site = tmp_path / "site.yaml"
+    proc = subprocess.Popen(
+        [str(script), "up", "--site", str(site), "--state", str(tmp_path / "state")],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+    )
+    os.close(slave)
+    os.write(master, ("\n".join(answers) + "\n").encode())
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert proc.wait(timeout=60) == 2
+    os.close(master)
+    text = output.decode(errors="replace")
+    assert "starting the configuration wizard" in text
+    assert load_site(site).machines[0].name == "node1"
+    assert "preflight:" in text, "after the wizard, up goes on to its preflight"

@@ -453,3 +453,27 @@ def test_registry_gets_a_generated_bcrypt_htpasswd_never_rewritten(kube: KubeEmu
     assert user == admin["username"]
     assert bcrypt.checkpw(admin["password"].encode(), hashed.encode())
     assert job.step_secrets(ctx) == []
+
+
+def test_apps_stage_is_done_only_once_the_repository_is_in_gitea_and_every_app_is_healthy(
+    kube: KubeEmulator, tmp_path: Path
+) -> None:
+    ctx = _context(kube, tmp_path, FakeHelm())
+    job.run(ctx, [s for s in job.STEPS if s[0] not in ("wait", "gitea")])
+    cluster = "http://gitea-http.gitea.svc:3000"
+    for name in job.expected_apps(ctx):
+        _healthy(kube, name)
+    assert job.apps_done(ctx, cluster) is None, "still on the controller's repository"
+    job.apply_root(ctx, job.gitea_repo_url(cluster))
+    _healthy(kube, "root")
+    assert job.apps_done(ctx, cluster) == "the repository is in Gitea and every Application is Synced and Healthy"
+    app = Kube(kube.api_client()).get(
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": "loki", "namespace": "argocd"},
+        }
+    )
+    assert app is not None
+    Kube(kube.api_client()).apply(app | {"status": {"sync": {"status": "OutOfSync"}, "health": {"status": "Healthy"}}})
+    assert job.apps_done(ctx, cluster) is None

@@ -21,6 +21,7 @@ from homelab_bootstrap.kube import Kube
 from homelab_bootstrap.seed import REPO_NAME, SeedRepo
 from homelab_common.site import SiteError, load_site
 
+GITEA_CLUSTER_URL = "http://gitea-http.gitea.svc:3000"
 SOURCE = Path(os.environ.get("HOMELAB_SOURCE", Path.cwd()))
 
 
@@ -142,7 +143,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ctx = context()
         job.wait_apps(ctx, {"gitea"})
         with port_forward(kubeconfig, "gitea", "gitea-http", 3000) as url:
-            ctx.gitea = job.GiteaTarget(url=url, cluster_url="http://gitea-http.gitea.svc:3000")
+            ctx.gitea = job.GiteaTarget(url=url, cluster_url=GITEA_CLUSTER_URL)
             job.run(ctx, [s for s in job.STEPS if s[0] == "gitea"])
         job.run(ctx, [s for s in job.STEPS if s[0] == "wait"])
 
@@ -157,8 +158,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             lambda: "bring-your-own cluster (--kubeconfig)" if byo else up.cluster_done(opts),
             lambda: up.run_cluster(opts, site),
         ),
+        # never skipped: each step is a no-op when done, and a changed site file must still reach the repository
         up.Stage("bootstrap", lambda: None, bootstrap),
-        up.Stage("apps", lambda: None, apps),
+        up.Stage("apps", lambda: job.apps_done(context(), GITEA_CLUSTER_URL), apps),
     ]
     with server, opts.cleanup:
         try:

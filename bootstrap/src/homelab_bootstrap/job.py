@@ -264,17 +264,23 @@ def expected_apps(ctx: Context) -> set[str]:
     return {"root"} | {a.name for a in gitops.discover_apps(ctx.source) if gitops.enabled(a, ctx.site)}
 
 
+def app_states(ctx: Context) -> dict[str, tuple[str, str]]:
+    """Each Application's (sync, health) status."""
+    seen = {}
+    for app in applications(ctx):
+        status = app.get("status") or {}
+        sync = (status.get("sync") or {}).get("status", "Unknown")
+        health = (status.get("health") or {}).get("status", "Unknown")
+        seen[app["metadata"]["name"]] = (str(sync), str(health))
+    return seen
+
+
 def wait_apps(ctx: Context, expected: set[str]) -> None:
     """Wait until the ``expected`` Applications are Synced and Healthy, printing what is pending when it changes."""
     deadline = time.monotonic() + ctx.wait_timeout
     last = ""
     while True:
-        seen = {}
-        for app in applications(ctx):
-            status = app.get("status") or {}
-            sync = (status.get("sync") or {}).get("status", "Unknown")
-            health = (status.get("health") or {}).get("status", "Unknown")
-            seen[app["metadata"]["name"]] = (sync, health)
+        seen = app_states(ctx)
         pending = sorted(n for n in expected if seen.get(n) != ("Synced", "Healthy"))
         ready = len(expected) - len(pending)
         waiting = ", ".join(f"{n} ({'/'.join(seen.get(n, ('absent',)))})" for n in pending)
@@ -293,6 +299,16 @@ def step_wait(ctx: Context) -> list[str]:
     """Every Application Synced and Healthy."""
     wait_apps(ctx, expected_apps(ctx))
     return []
+
+
+def apps_done(ctx: Context, gitea_cluster_url: str) -> str | None:
+    """Why the apps stage has nothing to do (the repository is in Gitea, every app Synced and Healthy), or None."""
+    if current_repo_url(ctx) != gitea_repo_url(gitea_cluster_url):
+        return None
+    seen = app_states(ctx)
+    if all(seen.get(n) == ("Synced", "Healthy") for n in expected_apps(ctx)):
+        return "the repository is in Gitea and every Application is Synced and Healthy"
+    return None
 
 
 def gitea_repo_url(base: str) -> str:

@@ -15,10 +15,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from kubernetes.client.exceptions import ApiException
+
 from homelab_bootstrap import configure, gitops, job, up
 from homelab_bootstrap.gitserve import GitHttpBackend, GitHttpServer
 from homelab_bootstrap.kube import Kube
 from homelab_bootstrap.seed import REPO_NAME, SeedRepo
+from homelab_common.k8s import KubeConfigError
 from homelab_common.site import SiteError, load_site
 
 GITEA_CLUSTER_URL = "http://gitea-http.gitea.svc:3000"
@@ -165,8 +168,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     with server, opts.cleanup:
         try:
             up.run_stages(stages, print, state / "up-timings.json")
-        except (job.BootstrapError, up.PreflightError, RuntimeError, SiteError) as exc:
+        except (job.BootstrapError, up.PreflightError, RuntimeError, SiteError, KubeConfigError) as exc:
             print(f"up: {exc}", file=sys.stderr)
+            return 1
+        except ApiException as exc:
+            print(f"up: the Kubernetes API refused a request: {exc.status} {exc.reason}", file=sys.stderr)
             return 1
     print("\n".join(up.summary(site, opts)))
     return 0

@@ -41,6 +41,7 @@ def test_wizard_takes_detected_defaults_reasks_bad_answers_and_writes_a_valid_si
             "",  # dns: the gateway
             "",  # ssh key: detected
             "",  # api vip: .40
+            "",  # load balancer range: .50-.70
             "",  # machine 1 name: node1
             "52-54-00-zz-00-01",  # not a MAC: asked again
             "52-54-00-00-00-01",
@@ -48,6 +49,7 @@ def test_wizard_takes_detected_defaults_reasks_bad_answers_and_writes_a_valid_si
             "/dev/nvme0n1",
             "",  # role: server
             "",  # no more machines
+            "registry, woodpecker",  # apps to leave off (home.arpa is private: no ACME/tunnel questions)
         ]
     )
     out = io.StringIO()
@@ -59,6 +61,22 @@ def test_wizard_takes_detected_defaults_reasks_bad_answers_and_writes_a_valid_si
     assert loaded.machines[0].mac == "52:54:00:00:00:01"
     assert str(loaded.machines[0].ip) == "192.168.7.11"
     assert loaded.timezone == "Europe/Berlin"
+    assert loaded.k3s.lb_pool == "192.168.7.50-192.168.7.70"
+    assert (loaded.apps.registry, loaded.apps.woodpecker, loaded.apps.monitoring) == (False, False, True)
+
+
+def test_wizard_for_a_public_domain_asks_for_token_files_never_tokens(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    answers = ["lab.example.com", "", "", "", "", "", "", "", "", "node1", "52:54:00:00:00:01", "", "", "", ""]
+    answers += ["me@example.com", "/etc/homelab/cf-token", "/etc/homelab/tunnel-token", ""]
+    out = io.StringIO()
+    assert configure.configure(_args("--site", str(site)), io.StringIO("\n".join(answers) + "\n"), out, FOUND) == 0
+    loaded = load_site(site)
+    assert loaded.certificates.acme is not None
+    assert str(loaded.certificates.acme.token.file) == "/etc/homelab/cf-token"
+    assert loaded.exposure.mode == "cloudflare-tunnel"
+    written = yaml.safe_load(site.read_text())
+    assert written["exposure"]["cloudflare_tunnel"]["token"] == {"file": "/etc/homelab/tunnel-token"}
 
 
 def test_wizard_refuses_to_overwrite_unless_the_user_says_yes(tmp_path: Path) -> None:
@@ -88,7 +106,7 @@ def test_non_interactive_form_writes_from_flags_and_needs_force_to_overwrite(tmp
 def test_non_interactive_bad_machine_names_the_field_and_writes_nothing(tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
     flags = ["--site", str(site), "--non-interactive", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.1"]
-    flags += ["--machine", "node1,not-a-mac,10.77.0.11"]
+    flags += ["--machine", "node1,not-a-mac,10.77.0.11", "--without", "woodpecker"]
     out = io.StringIO()
     found = configure.Detected(ssh_keys=[KEY])
     assert configure.configure(_args(*flags), io.StringIO(), out, found) == 1
@@ -304,8 +322,10 @@ def test_up_at_a_terminal_without_a_site_file_runs_the_wizard_first(tmp_path: Pa
         "",
         KEY,
         "",
+        "",
         "node1",
         "52:54:00:12:34:56",
+        "",
         "",
         "",
         "",
@@ -338,3 +358,28 @@ def test_up_at_a_terminal_without_a_site_file_runs_the_wizard_first(tmp_path: Pa
     assert "starting the configuration wizard" in text
     assert load_site(site).machines[0].name == "node1"
     assert "preflight:" in text, "after the wizard, up goes on to its preflight"
+
+
+def test_non_interactive_public_site_with_token_references(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    flags = ["--site", str(site), "--non-interactive", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.1"]
+    flags += ["--domain", "lab.example.com", "--acme-email", "me@example.com", "--acme-token-env", "CF_API_TOKEN"]
+    flags += ["--tunnel-token-file", "/etc/homelab/tunnel", "--without", "registry"]
+    assert configure.configure(_args(*flags), io.StringIO(), io.StringIO(), configure.Detected(ssh_keys=[KEY])) == 0
+    loaded = load_site(site)
+    assert loaded.certificates.acme is not None
+    assert loaded.certificates.acme.token.env == "CF_API_TOKEN"
+    assert loaded.exposure.cloudflare_tunnel is not None
+    assert loaded.apps.registry is False
+
+
+def test_non_interactive_acme_on_a_private_domain_names_the_field(tmp_path: Path) -> None:
+    flags = ["--site", str(tmp_path / "s.yaml"), "--non-interactive", "--subnet", "10.77.0.0/24", "--gateway"]
+    flags += ["10.77.0.1", "--acme-email", "me@example.com", "--acme-token-env", "T", "--without", "jellyfin"]
+    out = io.StringIO()
+    assert configure.configure(_args(*flags), io.StringIO(), out, configure.Detected(ssh_keys=[KEY])) == 1
+    assert "apps: unknown app(s) jellyfin" in out.getvalue()
+    flags = flags[:-2]
+    out = io.StringIO()
+    assert configure.configure(_args(*flags), io.StringIO(), out, configure.Detected(ssh_keys=[KEY])) == 1
+    assert "certificates.acme: home.arpa is a private domain" in out.getvalue()

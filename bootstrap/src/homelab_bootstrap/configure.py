@@ -15,7 +15,9 @@ from typing import Any, TextIO
 
 import yaml
 
-from homelab_common.site import SiteError, normalise_mac, parse_site
+from homelab_common.site import PRIVATE_SUFFIXES, Apps, SiteError, normalise_mac, parse_site
+
+DEFAULT_ACME_TOKEN = "~/.config/homelab/cloudflare-api-token"  # noqa: S105 - where the token is, not a token
 
 
 @dataclass
@@ -93,6 +95,37 @@ def _ask(
             out.write(f"  {answer!r}: {exc}\n")
 
 
+def _ask_optional(inp: TextIO, out: TextIO, question: str) -> str:
+    out.write(f"{question} [none]: ")
+    out.flush()
+    line = inp.readline()
+    if not line:
+        raise EOFError("input ended before the wizard finished")
+    return line.strip()
+
+
+def _is_private(domain: str) -> bool:
+    return any(domain == s or domain.endswith("." + s) for s in PRIVATE_SUFFIXES)
+
+
+def _secret_ref(file: str | None, env: str | None) -> dict[str, str] | None:
+    if file:
+        return {"file": file}
+    if env:
+        return {"env": env}
+    return None
+
+
+def _apps_off(names: list[str]) -> dict[str, bool]:
+    known = set(Apps.model_fields)
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise SiteError(
+            "answers", [("apps", f"unknown app(s) {', '.join(unknown)}; optional: {', '.join(sorted(known))}")]
+        )
+    return dict.fromkeys(names, False)
+
+
 def wizard(inp: TextIO, out: TextIO, found: Detected) -> dict[str, Any]:
     out.write("homelab site configuration: press Enter to take the [default].\n")
     domain = _ask(inp, out, "DNS domain (private: home.arpa; or one you own)", "home.arpa")
@@ -104,6 +137,8 @@ def wizard(inp: TextIO, out: TextIO, found: Detected) -> dict[str, Any]:
     dns = _ask(inp, out, "DNS server", gateway, _check_ip)
     key = _ask(inp, out, "SSH public key for the machines", found.ssh_keys[0] if found.ssh_keys else None)
     api_vip = _ask(inp, out, "Free LAN address for the Kubernetes API", str(net.network_address + 40), _check_ip)
+    pool = f"{net.network_address + 50}-{net.network_address + 70}"
+    lb_pool = _ask(inp, out, "Free LAN address range for LoadBalancer services", pool)
     machines: list[dict[str, str]] = []
     out.write("Machines: the first server initialises the cluster. An empty name ends the list.\n")
     while True:
@@ -121,14 +156,30 @@ def wizard(inp: TextIO, out: TextIO, found: Detected) -> dict[str, Any]:
         disk = _ask(inp, out, f"  {name} install disk", "/dev/sda")
         role = _ask(inp, out, f"  {name} role (server/agent)", "server" if n <= 3 else "agent")
         machines.append({"name": name, "mac": mac, "ip": ip, "disk": disk, "role": role})
-    return {
+    data: dict[str, Any] = {
         "domain": domain,
         "timezone": timezone,
         "lan": {"subnet": subnet, "gateway": gateway, "dns": [dns], "interface": interface},
         "ssh_keys": [key],
-        "k3s": {"api_vip": api_vip},
+        "k3s": {"api_vip": api_vip, "lb_pool": lb_pool},
         "machines": machines,
     }
+    if not _is_private(domain):
+        out.write(
+            f"{domain} is a public domain: certificates and exposure can use Cloudflare (tokens stay in files).\n"
+        )
+        email = _ask_optional(inp, out, "Email for Let's Encrypt certificates (none: an in-cluster CA)")
+        if email:
+            token = _ask(inp, out, "  File holding the Cloudflare API token (Zone DNS edit)", DEFAULT_ACME_TOKEN)
+            data["certificates"] = {"acme": {"email": email, "token": {"file": token}}}
+        tunnel = _ask_optional(inp, out, "File holding a Cloudflare Tunnel token (none: LAN only)")
+        if tunnel:
+            data["exposure"] = {"cloudflare_tunnel": {"token": {"file": tunnel}}}
+    off = _ask_optional(inp, out, f"Optional apps to leave off ({', '.join(Apps.model_fields)}; comma-separated)")
+    names = [n.strip() for n in off.split(",") if n.strip()]
+    if names:
+        data["apps"] = _apps_off(names)
+    return data
 
 
 def from_flags(args: argparse.Namespace, found: Detected) -> dict[str, Any]:
@@ -154,6 +205,14 @@ def from_flags(args: argparse.Namespace, found: Detected) -> dict[str, Any]:
     }
     if args.interface or found.interface:
         data["lan"]["interface"] = args.interface or found.interface
+    acme_token = _secret_ref(args.acme_token_file, args.acme_token_env)
+    if args.acme_email or acme_token:
+        data["certificates"] = {"acme": {"email": args.acme_email, "token": acme_token}}
+    tunnel = _secret_ref(args.tunnel_token_file, args.tunnel_token_env)
+    if tunnel:
+        data["exposure"] = {"cloudflare_tunnel": {"token": tunnel}}
+    if args.without:
+        data["apps"] = _apps_off(args.without)
     return data
 
 
@@ -171,6 +230,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-vip")
     parser.add_argument("--lb-pool")
     parser.add_argument("--machine", action="append", default=[], help="name,mac,ip[,disk[,role]] (repeat)")
+    parser.add_argument("--acme-email", help="Let's Encrypt via Cloudflare DNS-01 (public domain only)")
+    parser.add_argument("--acme-token-file", help="file holding the Cloudflare API token")
+    parser.add_argument("--acme-token-env", help="environment variable holding the Cloudflare API token")
+    parser.add_argument("--tunnel-token-file", help="file holding a Cloudflare Tunnel token")
+    parser.add_argument("--tunnel-token-env", help="environment variable holding a Cloudflare Tunnel token")
+    parser.add_argument("--without", action="append", default=[], help="an optional app to leave off (repeat)")
 
 
 def configure(

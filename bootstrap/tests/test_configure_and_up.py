@@ -383,3 +383,21 @@ def test_non_interactive_acme_on_a_private_domain_names_the_field(tmp_path: Path
     out = io.StringIO()
     assert configure.configure(_args(*flags), io.StringIO(), out, configure.Detected(ssh_keys=[KEY])) == 1
     assert "certificates.acme: home.arpa is a private domain" in out.getvalue()
+
+
+def test_a_failed_stage_is_recorded_in_the_timings_and_stops_the_run(tmp_path: Path) -> None:
+    def broken() -> None:
+        raise RuntimeError("the Kubernetes API at 10.0.0.1:6443 did not come up")
+
+    ran: list[str] = []
+    stages = [
+        up.Stage("cluster", lambda: None, broken),
+        up.Stage("bootstrap", lambda: None, lambda: ran.append("bootstrap")),
+    ]
+    lines: list[str] = []
+    with pytest.raises(RuntimeError, match="did not come up"):
+        up.run_stages(stages, lines.append, tmp_path / "t.json")
+    assert ran == []
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["stages"]["cluster"]["failed"].startswith("the Kubernetes API")
+    assert lines[-1].startswith("[1/2] cluster: failed after")

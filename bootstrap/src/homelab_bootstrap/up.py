@@ -334,7 +334,15 @@ def run_stages(stages: list[Stage], say: Callable[[str], None], timings: Path) -
             record["stages"][stage.name] = {"skipped": True, "seconds": round(time.monotonic() - started, 1)}
         else:
             say(f"[{index}/{len(stages)}] {stage.name}: starting")
-            stage.run()
+            try:
+                stage.run()
+            except BaseException as exc:
+                took = time.monotonic() - started
+                record["stages"][stage.name] = {"skipped": False, "seconds": round(took, 1), "failed": str(exc)}
+                timings.parent.mkdir(parents=True, exist_ok=True)
+                timings.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+                say(f"[{index}/{len(stages)}] {stage.name}: failed after {took:.0f}s")
+                raise
             took = time.monotonic() - started
             record["stages"][stage.name] = {"skipped": False, "seconds": round(took, 1)}
             say(f"[{index}/{len(stages)}] {stage.name}: done in {took:.0f}s")

@@ -236,6 +236,9 @@ def test_root_applicationsets_and_every_generated_application_are_valid(site_nam
         assert spec["source"]["helm"]["valueFiles"] == ["values.yaml", gitops.VALUES_FILE]
         assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
         assert {"CreateNamespace=true", "ServerSideApply=true"} <= set(spec["syncPolicy"]["syncOptions"])
+        assert spec["syncPolicy"]["retry"]["limit"] > 0, "apps whose CRDs come from another app retry, not fail"
+        ignored = {d["kind"] for d in spec["ignoreDifferences"]}
+        assert ignored == {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
     assert "argocd" in names, "Argo CD must manage itself"
     if site_name == "public":
         assert "cloudflared" in names

@@ -98,7 +98,7 @@ def _read_secret(ctx: Context, namespace: str, name: str) -> dict[str, str]:
 
 
 def step_namespaces(ctx: Context) -> list[str]:
-    names = [gitops.ARGOCD_NAMESPACE, "cert-manager", "monitoring", "gitea", "registry", "cloudflared"]
+    names = [gitops.ARGOCD_NAMESPACE, "cert-manager", "monitoring", "gitea", "registry", "woodpecker", "cloudflared"]
     apps = {a.name: a for a in gitops.discover_apps(ctx.source)}
     wanted = [n for n in names if n == gitops.ARGOCD_NAMESPACE or (n in apps and gitops.enabled(apps[n], ctx.site))]
     changes = []
@@ -115,6 +115,8 @@ def generated_credentials(site: Site) -> dict[tuple[str, str], dict[str, str]]:
     creds[("gitea", "gitea-admin")] = {"username": "gitea-admin", "password": secrets.token_urlsafe(24)}
     if site.apps.monitoring:
         creds[("monitoring", "grafana-admin")] = {"admin-user": "admin", "admin-password": secrets.token_urlsafe(24)}
+    if site.apps.woodpecker:
+        creds[("woodpecker", "woodpecker-agent-secret")] = {"WOODPECKER_AGENT_SECRET": secrets.token_hex(32)}
     if site.apps.registry:
         creds[("registry", "registry-admin")] = {"username": "admin", "password": secrets.token_urlsafe(24)}
     return creds

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from homelab_bootstrap import job
+from homelab_bootstrap import gitops, job
 from homelab_bootstrap.gitserve import GitHttpBackend, GitHttpServer
 from homelab_bootstrap.kube import Kube
 from homelab_bootstrap.seed import SeedRepo
@@ -477,3 +477,42 @@ def test_apps_stage_is_done_only_once_the_repository_is_in_gitea_and_every_app_i
     assert app is not None
     Kube(kube.api_client()).apply(app | {"status": {"sync": {"status": "OutOfSync"}, "health": {"status": "Healthy"}}})
     assert job.apps_done(ctx, cluster) is None
+
+
+def test_the_job_command_bootstraps_a_cluster_from_its_kubeconfig(kube: KubeEmulator, tmp_path: Path) -> None:
+    """`homelab-bootstrap job` (what charts/bootstrap runs) end to end against the emulator, twice."""
+    import os
+    import sys
+
+    import yaml
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulator", "cluster": {"server": kube.url}}],
+                "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "nobody"}}],
+                "current-context": "emulator",
+                "users": [{"name": "nobody", "user": {}}],
+            }
+        )
+    )
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOMELAB_SOURCE": str(REPO)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    command = [str(Path(sys.executable).parent / "homelab-bootstrap"), "job", "--site", str(EXAMPLE)]
+    command += ["--state", str(tmp_path / "state"), "--repo-url", "http://192.168.1.5:8418/homelab.git"]
+    command += ["--poll-seconds", "0.2"]
+    site = load_site(EXAMPLE)
+    names = {"root"} | {a.name for a in gitops.discover_apps(REPO) if gitops.enabled(a, site)}
+    with FakeArgoCD(Kube(kube.api_client()), names):
+        first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "ApplicationSet system created" in first.stdout, first.stdout
+        before = _versions(kube)
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert second.returncode == 0, second.stderr
+    assert "bootstrap: namespaces: already done" in second.stdout
+    assert "bootstrap: root: already done" in second.stdout
+    assert _versions(kube) == before

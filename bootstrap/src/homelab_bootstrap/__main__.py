@@ -92,6 +92,7 @@ def cmd_job(args: argparse.Namespace) -> int:
         helm=_tool("helm"),
         repo_url=args.repo_url,
         gitea=job.GiteaTarget(url=args.gitea_url, cluster_url=args.gitea_url) if args.gitea_url else None,
+        poll=args.poll_seconds,
     )
     # Argo CD is installed by `task up` from the controller (helm needs far wider rights than this Job has)
     job.run(ctx, [s for s in job.STEPS if s[0] != "argocd"])
@@ -199,6 +200,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--state", default="/var/lib/homelab-bootstrap")
     p.add_argument("--repo-url", help="the GitOps repository Argo CD reads now (the controller's server)")
     p.add_argument("--gitea-url", help="Gitea's in-cluster URL, e.g. http://gitea-http.gitea.svc:3000")
+    p.add_argument("--poll-seconds", type=float, default=10.0, help="how often to look at the Applications")
     p.set_defaults(func=cmd_job)
     p = sub.add_parser("render", help="write values-site.yaml into every app folder of a tree")
     p.add_argument("--site", default="site.yaml")

@@ -182,6 +182,22 @@ def test_site_values_carry_the_domain_into_upstream_keys() -> None:
     assert "token" not in yaml.safe_dump(gitops.app_values(gitops.App("system", "cert-manager"), _public_site()))
 
 
+def test_provisioning_services_get_the_site_file_and_their_addresses() -> None:
+    site = load_site(EXAMPLE)
+    values = gitops.app_values(gitops.App("apps", "autoinstall"), site)["autoinstall"]
+    assert parse_site(yaml.safe_load(values["configMaps"]["site"]["data"]["site.yaml"])) == site
+    env = values["controllers"]["main"]["containers"]["main"]["env"]
+    assert env["HOMELAB_AUTOINSTALL_PUBLIC_URL"] == "http://192.168.1.11:8081"
+    pxe = gitops.app_values(gitops.App("apps", "pxe"), site)["pxe"]["controllers"]["main"]["containers"]["main"]["env"]
+    assert pxe == {
+        "HOMELAB_PXE_LAN": "192.168.1.0/24",
+        "HOMELAB_PXE_AUTOINSTALL_URL": "http://autoinstall.autoinstall.svc:8081",
+    }
+    no_machines = site.model_copy(update={"machines": []})
+    assert not gitops.enabled(gitops.App("apps", "pxe"), no_machines)
+    assert not gitops.enabled(gitops.App("apps", "autoinstall"), no_machines)
+
+
 def _generate(appset: dict[str, Any], repo: Path) -> list[dict[str, Any]]:
     """Argo CD's git directory generator + goTemplate, for the paths this template uses."""
     git = appset["spec"]["generators"][0]["git"]

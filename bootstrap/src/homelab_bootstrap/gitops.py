@@ -58,6 +58,9 @@ def enabled(app: App, site: Site) -> bool:
         "homepage": site.apps.homepage,
         "dns": site.apps.dns,
         "cloudflared": site.exposure.cloudflare_tunnel is not None,
+        # provisioning needs machines to provision (a bring-your-own cluster may list none)
+        "pxe": bool(site.machines),
+        "autoinstall": bool(site.machines),
     }
     return toggles.get(app.name, True)
 
@@ -84,6 +87,14 @@ def site_block(site: Site) -> dict[str, Any]:
             **({"acme": {"email": acme.email, "server": acme.server}} if acme else {}),
         },
     }
+
+
+AUTOINSTALL_PORT = 8081
+
+
+def site_file_text(site: Site) -> str:
+    """The site as a site file (normalised: MACs in colon form, defaults filled), for services that read one."""
+    return yaml.safe_dump(site.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
 def _ingress_annotations() -> dict[str, str]:
@@ -141,6 +152,19 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
                 },
             }
         }
+    elif app.name == "autoinstall" and site.first_server is not None:
+        # installers on the LAN reach the LoadBalancer Service (k3s ServiceLB) on any node: the first server's
+        env = {"HOMELAB_AUTOINSTALL_PUBLIC_URL": f"http://{site.first_server.ip}:{AUTOINSTALL_PORT}"}
+        values["autoinstall"] = {
+            "controllers": {"main": {"containers": {"main": {"env": env}}}},
+            "configMaps": {"site": {"data": {"site.yaml": site_file_text(site)}}},
+        }
+    elif app.name == "pxe":
+        env = {
+            "HOMELAB_PXE_LAN": str(site.lan.subnet),
+            "HOMELAB_PXE_AUTOINSTALL_URL": f"http://autoinstall.autoinstall.svc:{AUTOINSTALL_PORT}",
+        }
+        values["pxe"] = {"controllers": {"main": {"containers": {"main": {"env": env}}}}}
     elif app.name == "registry":
         values["docker-registry"] = {
             "ingress": {"hosts": [host], "tls": _tls(site, app.name), "annotations": _ingress_annotations()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -231,27 +232,6 @@ def test_kubeconfig_from_k3s_is_pointed_at_the_api_address() -> None:
     assert "server: https://192.168.1.40:6443" in up.rewrite_kubeconfig(text, "192.168.1.40")
 
 
-def test_metal_stage_polls_autoinstalls_machine_states(tmp_path: Path) -> None:
-    import threading
-    from wsgiref.simple_server import make_server
-
-    body = json.dumps([{"mac": "52:54:00:00:00:01", "state": "installed", "name": "node1"}]).encode()
-
-    def app(environ: dict, start: object) -> list[bytes]:
-        start("200 OK", [("Content-Type", "application/json")])  # type: ignore[operator]
-        return [body]
-
-    server = make_server("127.0.0.1", 0, app)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        states = up.machine_states(f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert states == {"52:54:00:00:00:01": "installed"}
-
-
 def test_summary_lists_app_urls_and_where_credentials_are(tmp_path: Path) -> None:
     site = load_site(REPO / "site.example.yaml")
     text = "\n".join(up.summary(site, _opts(tmp_path, REPO / "site.example.yaml")))
@@ -401,3 +381,49 @@ def test_a_failed_stage_is_recorded_in_the_timings_and_stops_the_run(tmp_path: P
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["stages"]["cluster"]["failed"].startswith("the Kubernetes API")
     assert lines[-1].startswith("[1/2] cluster: failed after")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_metal_stage_follows_the_real_autoinstall_service_until_every_machine_is_installed(tmp_path: Path) -> None:
+    """The real `homelab-autoinstall` on loopback; each machine walks its contract as an installer would."""
+    import threading
+    import urllib.request
+
+    script = Path(sys.executable).parent / "homelab-autoinstall"
+    if not script.exists():
+        pytest.skip("homelab-autoinstall is not in this checkout")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    opts = _opts(tmp_path, REPO / "site.example.yaml")
+    site = load_site(REPO / "site.example.yaml")
+    env = up.boot_service_env(opts, site, "127.0.0.1")["autoinstall"]
+    env |= {"HOMELAB_HTTP_BIND": f"127.0.0.1:{port}", "HOMELAB_AUTOINSTALL_PUBLIC_URL": url}
+    (tmp_path / "state" / "autoinstall").mkdir(parents=True)
+    log = (tmp_path / "autoinstall.log").open("wb")
+    proc = subprocess.Popen([str(script)], env={**os.environ, **env}, stdout=log, stderr=log)
+    try:
+        up.wait_autoinstall(url, timeout=60)
+        assert set(up.machine_states(url).values()) == {"pending"}
+
+        def install_all() -> None:
+            for machine in site.machines:
+                with urllib.request.urlopen(f"{url}/api/v1/boot/{machine.mac}") as reply:
+                    seed = json.loads(reply.read())["seed_url"]
+                urllib.request.urlopen(seed + "user-data").read()
+                urllib.request.urlopen(urllib.request.Request(seed + "installed", data=b"", method="POST")).read()
+
+        installer = threading.Thread(target=install_all)
+        lines: list[str] = []
+        installer.start()
+        up.wait_installed(url, site, lines.append, timeout=120, poll=0.2)
+        installer.join(timeout=60)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    assert lines[-1] == "metal: node1 installed, node2 installed, node3 installed"

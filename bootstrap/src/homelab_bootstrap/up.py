@@ -208,37 +208,46 @@ def metal_done(site: Site) -> str | None:
     return None
 
 
+def wait_autoinstall(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            machine_states(url)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise PreflightError(f"autoinstall did not answer at {url} (see its log)") from None
+            time.sleep(0.5)
+
+
+def wait_installed(url: str, site: Site, say: Callable[[str], None], timeout: float, poll: float = 10.0) -> None:
+    """Poll autoinstall until every machine is ``installed``, printing the states whenever they change."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        states = machine_states(url)
+        line = "metal: " + ", ".join(f"{m.name} {states.get(m.mac, 'unknown')}" for m in site.machines)
+        if line != last:
+            say(line)
+            last = line
+        if all(states.get(m.mac) == "installed" for m in site.machines):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"machines not installed after {timeout:.0f}s: {line}")
+        time.sleep(poll)
+
+
 def run_metal(opts: Options, site: Site) -> None:
     if opts.lab:
         run_lab(opts, site)
         return
     procs = start_boot_services(opts, site)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                machine_states(opts.autoinstall_url)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise PreflightError(f"autoinstall did not answer at {opts.autoinstall_url}") from None
-                time.sleep(1)
+        wait_autoinstall(opts.autoinstall_url)
         for machine in site.machines:
             _json(f"{opts.autoinstall_url.rstrip('/')}/api/v1/machines/{machine.mac}/wake", "POST")
             opts.say(f"metal: woke {machine.name} ({machine.mac})")
-        deadline = time.monotonic() + opts.install_timeout
-        last = ""
-        while True:
-            states = machine_states(opts.autoinstall_url)
-            line = "metal: " + ", ".join(f"{m.name} {states.get(m.mac, 'unknown')}" for m in site.machines)
-            if line != last:
-                opts.say(line)
-                last = line
-            if all(states.get(m.mac) == "installed" for m in site.machines):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"machines not installed after {opts.install_timeout:.0f}s: {line}")
-            time.sleep(10)
+        wait_installed(opts.autoinstall_url, site, opts.say, opts.install_timeout)
     finally:
         for proc in procs:
             proc.terminate()

@@ -178,6 +178,7 @@ def step_argocd(ctx: Context) -> list[str]:
         )
         if current == wanted:
             return []
+    ctx.say("bootstrap: argocd: installing with helm and waiting for it to be ready (up to 15 minutes)")
     _helm(ctx, "dependency", "build", str(chart))
     _helm(
         ctx,

@@ -403,6 +403,20 @@ def test_the_repository_moves_into_gitea_and_the_root_app_follows(
     assert job.step_gitea(ctx) == []
     assert [m for m, _ in fake.requests] == ["GET", "GET", "GET"], "a rerun only reads"
     assert job.run(ctx, steps) == [], "after the switch, the root stays on Gitea"
+    ctx.gitea = None
+    assert job.run(ctx, steps) == [], "even where Gitea cannot be reached, the root is never switched back"
+    ctx.gitea = job.GiteaTarget(url=server.url(), cluster_url=cluster_url)
+
+    # a changed site file reaches Gitea through the repository step
+    ctx.site = ctx.site.model_copy(update={"timezone": "Asia/Tokyo"})
+    assert job.step_repository(ctx) == ["GitOps repository committed", "GitOps repository pushed to Gitea"]
+    pushed = subprocess.run(
+        ["git", "-C", str(tmp_path / "gitea" / "homelab" / "gitops.git"), "rev-parse", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert pushed.stdout.strip() == SeedRepo(ctx.state).head()
 
     # our copy of Woodpecker's OAuth secret is lost: Gitea cannot show it again, so the app is replaced
     kube_api = ctx.kube.client

@@ -24,7 +24,7 @@ from homelab_bootstrap.seed import REPO_NAME, SeedRepo
 from homelab_common.k8s import KubeConfigError
 from homelab_common.site import SiteError, load_site
 
-GITEA_CLUSTER_URL = "http://gitea-http.gitea.svc:3000"
+GITEA_CLUSTER_URL = job.GITEA_CLUSTER_URL
 SOURCE = Path(os.environ.get("HOMELAB_SOURCE", Path.cwd()))
 
 
@@ -140,8 +140,17 @@ def cmd_up(args: argparse.Namespace) -> int:
             repo_url=f"http://{advertised}:{server.port}/{REPO_NAME}",
         )
 
+    steps = [s for s in job.STEPS if s[0] not in ("wait", "gitea")]
+
     def bootstrap() -> None:
-        job.run(context(), [s for s in job.STEPS if s[0] not in ("wait", "gitea")])
+        ctx = context()
+        if not job.on_gitea(ctx):
+            job.run(ctx, steps)
+            return
+        # already moved into Gitea: a changed site file is pushed there, and the root stays on Gitea
+        with port_forward(kubeconfig, "gitea", "gitea-http", 3000) as url:
+            ctx.gitea = job.GiteaTarget(url=url, cluster_url=GITEA_CLUSTER_URL)
+            job.run(ctx, steps)
 
     def apps() -> None:
         ctx = context()

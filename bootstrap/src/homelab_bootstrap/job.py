@@ -29,6 +29,8 @@ from homelab_bootstrap.seed import SeedRepo
 from homelab_common.site import Site
 
 GITEA_ORG = "homelab"
+#: Gitea's in-cluster URL (the gitea chart's HTTP Service in the gitea namespace): what Argo CD clones from
+GITEA_CLUSTER_URL = "http://gitea-http.gitea.svc:3000"
 GITEA_REPO = "gitops"
 ARGOCD_RELEASE = "argocd"
 
@@ -211,7 +213,7 @@ def step_repository(ctx: Context) -> list[str]:
     seed = SeedRepo(ctx.state)
     changed = seed.update(ctx.source, ctx.site, ctx.site_text)
     changes = ["GitOps repository committed"] if changed else []
-    if ctx.gitea is not None and current_repo_url(ctx) == gitea_clone_url(ctx):
+    if ctx.gitea is not None and on_gitea(ctx):
         user = _read_secret(ctx, "gitea", "gitea-admin")
         if seed.push(gitea_repo_url(ctx.gitea.url), user["username"], user["password"]):
             changes.append("GitOps repository pushed to Gitea")
@@ -220,8 +222,8 @@ def step_repository(ctx: Context) -> list[str]:
 
 def _target_url(ctx: Context) -> str:
     current = current_repo_url(ctx)
-    if ctx.gitea is not None and current == gitea_clone_url(ctx):
-        return current
+    if current is not None and on_gitea(ctx):
+        return current  # moved into Gitea: never back to the controller's copy
     if ctx.repo_url is None:
         if current is None:
             raise BootstrapError("no GitOps repository URL: serve it from the controller (`task up`) first")
@@ -319,8 +321,12 @@ def gitea_repo_url(base: str) -> str:
 
 
 def gitea_clone_url(ctx: Context) -> str:
-    assert ctx.gitea is not None
-    return gitea_repo_url(ctx.gitea.cluster_url)
+    return gitea_repo_url(ctx.gitea.cluster_url if ctx.gitea is not None else GITEA_CLUSTER_URL)
+
+
+def on_gitea(ctx: Context) -> bool:
+    """Has the root Application been switched to the repository in Gitea?"""
+    return current_repo_url(ctx) == gitea_clone_url(ctx)
 
 
 def step_gitea(ctx: Context) -> list[str]:

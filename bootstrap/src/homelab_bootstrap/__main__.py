@@ -126,7 +126,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     byo = opts.kubeconfig is not None
     seed = SeedRepo(state)
     seed.served.mkdir(parents=True, exist_ok=True)
-    server = GitHttpServer(GitHttpBackend(seed.served), host="0.0.0.0", port=args.git_port)
+    try:
+        server = GitHttpServer(GitHttpBackend(seed.served), host="0.0.0.0", port=args.git_port)
+    except OSError as exc:
+        print(f"up: cannot serve the GitOps repository on port {args.git_port}: {exc.strerror}", file=sys.stderr)
+        return 2
     advertised = args.advertise or up.controller_address(site)
 
     def context() -> job.Context:

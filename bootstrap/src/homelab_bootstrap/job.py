@@ -1,5 +1,8 @@
-"""The one-shot bootstrap: namespaces → secrets → Argo CD → the GitOps repository → root ApplicationSets → wait,
-then (once Gitea runs) the repository moves into Gitea and the root app follows it.
+"""The one-shot bootstrap: namespaces → secrets → the GitOps repository → Argo CD → root ApplicationSets, then
+(once Gitea runs) the repository moves into Gitea and the root app follows it → wait for every app.
+
+The repository is built before Argo CD is installed because Argo CD's own chart and values come from it: the
+release helm installs is the one Argo CD then manages.
 
 Every step reads the cluster (or the repository, or Gitea) before acting, so a rerun writes nothing and a run that
 failed half-way resumes where it stopped. The same code runs on the controller (`task up`) and in the cluster as a

@@ -145,7 +145,12 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
                 },
                 "ingress": {
                     "hosts": [
-                        {"host": host, "paths": [{"path": "/", "backend": {"serviceName": "woodpecker-server"}}]}
+                        {
+                            "host": host,
+                            "paths": [
+                                {"path": "/", "backend": {"serviceName": "woodpecker-server", "servicePort": 80}}
+                            ],
+                        }
                     ],
                     "tls": _tls(site, app.name),
                     "annotations": _ingress_annotations(),

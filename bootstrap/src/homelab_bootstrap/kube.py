@@ -32,6 +32,13 @@ def contains(observed: Any, desired: Any) -> bool:
     """Every field we set is present with our value (the server may add fields; that is not drift)."""
     if isinstance(desired, dict):
         return isinstance(observed, dict) and all(contains(observed.get(k), v) for k, v in desired.items())
+    if isinstance(desired, list):
+        # element by element: the server may default fields inside list items (e.g. a generator's options)
+        return (
+            isinstance(observed, list)
+            and len(observed) == len(desired)
+            and all(contains(o, d) for o, d in zip(observed, desired, strict=True))
+        )
     return bool(observed == desired)
 
 

@@ -236,9 +236,7 @@ class Desired:
     filtered: int = 0
 
 
-def desired_state(
-    endpoints: Iterable[Endpoint], problems: Iterable[Problem], domains: Iterable[str]
-) -> Desired:
+def desired_state(endpoints: Iterable[Endpoint], problems: Iterable[Problem], domains: Iterable[str]) -> Desired:
     """Merge endpoints into one record per (name, type); a conflict is a problem for the losing resource only.
 
     Resources are taken in sorted order so the same inputs always give the same winner (several Ingresses for
@@ -395,7 +393,8 @@ def make_plan(desired: Mapping[Key, Endpoint], current: Iterable[Record], owner:
 
         def view(state: RecordState, reason: str = "", *, ep: Endpoint = ep, have: Record | None = have) -> View:
             who = owners.get(ep.record.key)
-            return View(key[0], key[1], state, ep.record, have, who.owner if who else None, ep.resource, reason)
+            rec = ep.record
+            return View(rec.name, rec.type, state, rec, have, who.owner if who else None, ep.resource, reason)
 
         if own is not None and own.owner != owner:
             plan.views.append(view("blocked", f"owned by {own.owner!r}"))
@@ -404,9 +403,7 @@ def make_plan(desired: Mapping[Key, Endpoint], current: Iterable[Record], owner:
             plan.views.append(view("blocked", "exists without an ownership record"))
             continue
         others = names_types.get(want.name, set()) - {want.type}
-        clash = [
-            t for t in others if (want.name, t) not in owners or owners[(want.name, t)].owner != owner
-        ]
+        clash = [t for t in others if (want.name, t) not in owners or owners[(want.name, t)].owner != owner]
         if clash and ("CNAME" in clash or want.type == "CNAME"):
             plan.views.append(view("blocked", f"name has {sorted(clash)} records we do not own"))
             continue

@@ -10,16 +10,21 @@ Only wildcard matches take the slow path (a response built with dnslib for the q
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from dnslib import AAAA, CNAME, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSQuestion, DNSRecord
 from dnslib.dns import DNSBuffer
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from homelab_dns.core import Plan, Record
 
@@ -148,17 +153,18 @@ class Zone:
             answers.zones[wire_name(zone)] = bytes(buffer.data)
         names: set[str] = set(rrsets) | set(self.config.zones)
         for name in list(names):  # empty non-terminals exist (NODATA), they are not NXDOMAIN
-            zone = self._zone_of(name)
+            enclosing = self._zone_of(name)
             parts = name.split(".")
             for i in range(1, len(parts)):
                 parent = ".".join(parts[i:])
-                if zone is None or not (parent == zone or parent.endswith("." + zone)):
+                if enclosing is None or not (parent == enclosing or parent.endswith("." + enclosing)):
                     break
                 names.add(parent)
         for name in names:
-            zone = self._zone_of(name)
-            if zone is None:
+            found = self._zone_of(name)
+            if found is None:
                 continue
+            zone = found
             if name.startswith("*."):
                 answers.wildcards[name] = list(rrsets.get(name, {}).values())
                 continue
@@ -291,6 +297,34 @@ def _header(query: bytes, rcode: int, qd: int, an: int = 0, ns: int = 0, ar: int
     return query[:2] + bytes((flags, rcode)) + struct.pack(">HHHH", qd, an, ns, ar)
 
 
+_SERVERS: weakref.WeakSet[DnsServer] = weakref.WeakSet()
+
+
+class _QueryCollector(Collector):
+    """Reads the servers' per-thread counters at scrape time, so the hot path never touches a lock."""
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        queries = CounterMetricFamily(
+            "homelab_dns_queries", "DNS queries by outcome (malformed ones are dropped)", labels=["result"]
+        )
+        serial = GaugeMetricFamily("homelab_dns_zone_serial", "The embedded zones' SOA serial")
+        totals = dict.fromkeys(STATS, 0)
+        serials = []
+        for server in list(_SERVERS):
+            for name, value in server.stats().items():
+                totals[name] += value
+            serials.append(server.zone.serial)
+        for name, value in totals.items():
+            queries.add_metric([name], value)
+        yield queries
+        if serials:
+            serial.add_metric([], max(serials))
+            yield serial
+
+
+REGISTRY.register(_QueryCollector())
+
+
 class DnsServer:
     """UDP (one SO_REUSEPORT socket per worker thread) and TCP listeners answering from a :class:`Zone`."""
 
@@ -304,6 +338,7 @@ class DnsServer:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._tcp_connections = threading.BoundedSemaphore(64)
+        _SERVERS.add(self)
 
     # -- life cycle -----------------------------------------------------------------------------------------------
 
@@ -330,10 +365,8 @@ class DnsServer:
     def stop(self) -> None:
         self._stopping.set()
         for sock in self._sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -376,9 +409,8 @@ class DnsServer:
             return None
         question = data[12:end]
         edns = 0
-        if data[10] or data[11]:
-            if data[end : end + 3] == b"\x00\x00\x29" and n >= end + 11:
-                edns = max(512, (data[end + 3] << 8) | data[end + 4])
+        if (data[10] or data[11]) and data[end : end + 3] == b"\x00\x00\x29" and n >= end + 11:
+            edns = max(512, (data[end + 3] << 8) | data[end + 4])
         if (data[2] >> 3) & 0x0F:
             stats[_NOTIMP] += 1
             out = _header(data, 4, 1, ar=1 if edns else 0) + question
@@ -435,7 +467,7 @@ class DnsServer:
                 stats[_MALFORMED] += 1
                 continue
             if out is not None:
-                try:
+                try:  # noqa: SIM105 - the hot path: try/except costs less than a context manager
                     send(out, addr)
                 except OSError:
                     pass

@@ -8,17 +8,20 @@ factory, so the zone lives in exactly one process. ``Runtime.stop`` ends it (tes
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import kubernetes.client
 from flask import Flask
 from pydantic import BaseModel, ConfigDict
 
+from homelab_common.k8s import Backoff, load_client
 from homelab_common.openapi import Api
+from homelab_common.settings import load_settings
 from homelab_common.web import Unavailable, install_observability
 from homelab_dns.controller import Controller, Source, StaticSource
 from homelab_dns.core import Endpoint, Problem, Record, RecordState, StaticRecord, static_endpoints
+from homelab_dns.kube import KubeWiring
 from homelab_dns.providers import Provider
 from homelab_dns.providers.embedded import DnsServer, Zone, zone_config
 from homelab_dns.providers.rfc2136 import Rfc2136
@@ -94,18 +97,19 @@ class Runtime:
     provider: Provider
     controller: Controller
     server: DnsServer | None = None
-    stoppers: list[Callable[[], None]] = field(default_factory=list)
+    kube: KubeWiring | None = None
 
     def start(self) -> None:
         if self.server is not None:
             self.server.start()
+        if self.kube is not None:
+            self.kube.start()
         self.controller.start()
-        self.controller.trigger()
 
     def stop(self) -> None:
         self.controller.stop()
-        for stop in reversed(self.stoppers):
-            stop()
+        if self.kube is not None:
+            self.kube.stop()
         if self.server is not None:
             self.server.stop()
 
@@ -142,25 +146,43 @@ def static_source(settings: Settings) -> StaticSource:
 def build_runtime(
     settings: Settings,
     *,
-    sources: list[Source] | None = None,
-    is_leader: Callable[[], bool] | None = None,
-    report: Callable[[Problem], None] | None = None,
+    api_client: kubernetes.client.ApiClient | None = None,
+    kube_backoff: Backoff | None = None,
 ) -> Runtime:
-    """Everything but Kubernetes; ``create_app`` adds the watches, the lease and Events when enabled."""
+    """Provider, embedded server, sources and the loop; with ``settings.kubernetes``, watches and the Lease."""
     provider, server = build_provider(settings)
+    sources: list[Source] = [static_source(settings)]
+    kube: KubeWiring | None = None
+    if settings.kubernetes:
+        kube = KubeWiring(
+            api_client or load_client(),
+            default_ttl=settings.default_ttl,
+            namespace=settings.namespace,
+            lease_namespace=settings.lease_namespace,
+            lease_name=settings.lease_name,
+            identity=settings.identity,
+            resync=settings.resync_seconds,
+            backoff=kube_backoff,
+        )
+        sources.append(kube.source)
     controller = Controller(
         provider,
-        [static_source(settings), *(sources or [])],
+        sources,
         owner=settings.owner_id,
         policy=settings.policy,
         domains=settings.domain_filter,
-        is_leader=is_leader or (lambda: True),
-        report=report,
+        is_leader=kube.is_leader if kube else (lambda: True),
+        report=kube.report if kube else None,
+        informers=kube.informers if kube else (),
         debounce=settings.debounce_seconds,
         resync=settings.resync_seconds,
         backoff_max=settings.backoff_max_seconds,
     )
-    return Runtime(settings, provider, controller, server)
+    runtime = Runtime(settings, provider, controller, server)
+    if kube is not None:
+        kube.connect(controller)
+        runtime.kube = kube
+    return runtime
 
 
 def make_api(runtime: Runtime) -> Api:
@@ -230,14 +252,9 @@ def make_api(runtime: Runtime) -> Api:
 
 
 def create_app(settings: Settings | None = None, **runtime_options: Any) -> Flask:
-    from homelab_common.settings import load_settings
-
+    """The app, with its background work started (``runtime_options`` go to :func:`build_runtime`)."""
     settings = settings or load_settings(Settings)
     runtime = build_runtime(settings, **runtime_options)
-    if settings.kubernetes:
-        from homelab_dns.kube import attach_kubernetes
-
-        attach_kubernetes(runtime)
     app = Flask("homelab_dns")
     app.extensions["settings"] = settings
     app.extensions["homelab_dns"] = runtime

@@ -1,23 +1,24 @@
-"""The loop: sources -> desired records -> plan against the provider -> apply; event-driven with a periodic resync.
+"""The sync: sources -> desired records -> plan against the provider -> apply, run by homelab_common's Reconciler.
 
-A change (an Ingress event, a forced sync) wakes the loop; bursts are debounced into one sync. A provider error
-never ends the loop: it is logged, counted, and retried with exponential backoff, while the last good state
-keeps being served. With a shared provider only the leader writes; the others still plan, so their API shows
-what they would do.
+A change (an Ingress event, a forced sync) wakes the loop; bursts are debounced into one sync; a resync repairs
+drift nobody told us about. A provider error never ends the loop: it is logged, counted, and retried with
+exponential backoff, while the last good state keeps being served. The loop runs on every replica: an embedded
+zone is each replica's own, and with a shared provider the non-leaders still plan (their API shows what they
+would do) but only the leader writes.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from homelab_common.k8s import Backoff, Informer, Reconciler, TemporaryError
 from homelab_dns.core import Desired, Endpoint, Plan, Policy, Problem, desired_state, make_plan
 from homelab_dns.providers import Provider, ProviderError
 
@@ -80,6 +81,7 @@ class Controller:
         domains: Iterable[str],
         is_leader: Callable[[], bool] = lambda: True,
         report: Callable[[Problem], None] | None = None,
+        informers: Sequence[Informer] = (),
         debounce: float = 0.1,
         resync: float = 60.0,
         backoff_max: float = 300.0,
@@ -91,61 +93,40 @@ class Controller:
         self.domains = list(domains)
         self.is_leader = is_leader
         self.report = report
-        self.debounce = debounce
-        self.resync = resync
-        self.backoff_max = backoff_max
         self.state = State()
         self._sync_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.reconciler = Reconciler(
+            self.reconcile,
+            name="dns",
+            informers=informers,
+            debounce=debounce,
+            resync_period=resync,
+            backoff=Backoff(initial=0.5, maximum=backoff_max),
+        )
         self._reported: set[tuple[str, str, str]] = set()
         self._blocked: set[tuple[str, str, str]] = set()
 
-    # -- the loop -------------------------------------------------------------------------------------------------
+    # -- the loop (homelab_common's Reconciler: debounce, resync, backoff, waiting for informers) -------------
 
-    def trigger(self) -> None:
-        """Ask for a sync soon (after the debounce); cheap, safe from any thread."""
-        self._wake.set()
+    def trigger(self, change: object = None) -> None:
+        """Ask for a sync soon (after the debounce); takes an informer Change so it can be a handler."""
+        self.reconciler.trigger()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="dns-controller", daemon=True)
-        self._thread.start()
+        self.reconciler.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.reconciler.stop()
 
-    def _run(self) -> None:
-        wait = 0.0
-        while not self._stopping.is_set():
-            if self._wake.wait(timeout=wait):
-                self._debounce()
-            if self._stopping.is_set():
-                return
-            self._wake.clear()
-            result = self.sync()
-            if result.ok:
-                wait = self.resync
-            else:  # back off; triggers during the backoff do not shorten it
-                n = self.state.consecutive_errors
-                delay = min(self.backoff_max, 0.5 * 2 ** min(n - 1, 20)) * random.uniform(0.8, 1.2)
-                log.info("retrying after a provider error", extra={"delay_s": round(delay, 2), "attempt": n})
-                if self._stopping.wait(delay):
-                    return
-                wait = 0.0
+    def reconcile(self) -> None:
+        """The Reconciler's step: a failed sync becomes a TemporaryError, retried with backoff, never fatal."""
+        result = self.sync()
+        if not result.ok:
+            raise TemporaryError(result.error, retry_after=0.0, reason="SyncFailed")
 
-    def _debounce(self) -> None:
-        """Wait until the triggers stop for ``debounce`` seconds (at most 20 debounces in all)."""
-        started = time.monotonic()
-        while not self._stopping.is_set():
-            self._wake.clear()
-            if self._stopping.wait(self.debounce):
-                return
-            if not self._wake.is_set() or time.monotonic() - started > 20 * self.debounce:
-                return
+    def forget_reports(self) -> None:
+        """Report every current problem again at the next sync (a new leader writes its own Events)."""
+        self._reported = set()
 
     # -- one sync -------------------------------------------------------------------------------------------------
 

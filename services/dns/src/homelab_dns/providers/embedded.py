@@ -55,7 +55,7 @@ def _rdata(rtype: str, target: str) -> object:
     if rtype == "TXT":
         chunks = [target[i : i + 255] for i in range(0, len(target), 255)] or [""]
         return TXT(chunks)
-    return _RDATA[rtype](target)  # type: ignore[no-untyped-call]
+    return _RDATA[rtype](target)
 
 
 class _NoCompression(DNSBuffer):  # type: ignore[misc]

@@ -1,0 +1,146 @@
+"""The HTTP API (desired vs actual, status, force a sync), metrics and settings; fuzzed against its OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from conftest import ZONE, free_port
+from flask import Flask
+from hypothesis import HealthCheck, settings
+
+from homelab_common.k8s.testing import wait_for
+from homelab_common.settings import SettingsError, load_settings
+from homelab_common.testing import api_schema
+from homelab_dns.app import Runtime, create_app
+from homelab_dns.settings import Settings
+
+STATIC = [
+    {"name": f"router.{ZONE}", "targets": ["192.168.1.1"]},
+    {"name": f"nas.{ZONE}", "targets": ["192.168.1.5", "fd00::5"], "ttl": 60},
+    {"name": "bad..name", "targets": ["192.168.1.6"]},
+]
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "owner_id": "homelab",
+        "policy": "sync",
+        "domain_filter": [ZONE],
+        "kubernetes": False,
+        "dns_host": "127.0.0.1",
+        "dns_port": free_port(),
+        "static_records": STATIC,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def app() -> Iterator[Flask]:
+    app = create_app(make_settings())
+    yield app
+    app.extensions["homelab_dns"].stop()
+
+
+def runtime(app: Flask) -> Runtime:
+    result: Runtime = app.extensions["homelab_dns"]
+    return result
+
+
+def test_records_show_desired_actual_owner_and_source(app: Flask) -> None:
+    client = app.test_client()
+    wait_for(lambda: runtime(app).controller.ready() is None)  # the loop's first sync wrote everything
+    assert client.post("/sync").get_json() == {"applied": False, "created": 0, "updated": 0, "deleted": 0}
+    records = {(r["name"], r["type"]): r for r in client.get("/records").get_json()}
+    router = records[(f"router.{ZONE}", "A")]
+    assert router["state"] == "synced"
+    assert router["owner"] == "homelab"
+    assert router["source"] == f"static/router.{ZONE}"
+    assert router["desired"] == router["actual"] == {"targets": ["192.168.1.1"], "ttl": 300}
+    assert records[(f"nas.{ZONE}", "AAAA")]["desired"] == {"targets": ["fd00::5"], "ttl": 60}
+    only = client.get("/records", query_string={"state": "synced", "name": f"NAS.{ZONE}."}).get_json()
+    assert {r["type"] for r in only} == {"A", "AAAA"}
+
+
+def test_status_reports_invalid_endpoints_and_sync_health(app: Flask) -> None:
+    client = app.test_client()
+    client.post("/sync")
+    status = client.get("/status").get_json()
+    assert status["provider"] == "embedded"
+    assert status["writes"] is True
+    assert status["consecutive_errors"] == 0
+    assert status["last_success"] > 0
+    assert status["records"]["synced"] == 3
+    assert [p["source"] for p in status["invalid"]] == ["static/bad..name"]
+    assert "invalid label" in status["invalid"][0]["reason"]
+    assert client.get("/readyz").status_code == 200
+
+
+def test_metrics_for_alerting(app: Flask) -> None:
+    client = app.test_client()
+    client.post("/sync")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "homelab_dns_last_successful_sync_timestamp_seconds " in text
+    assert "homelab_dns_consecutive_sync_errors 0.0" in text
+    assert 'homelab_dns_records{state="synced"} 3.0' in text
+    assert "homelab_dns_invalid_endpoints 1.0" in text
+    assert "homelab_dns_owner_mismatches 0.0" in text
+    assert 'homelab_dns_queries_total{result="malformed"}' in text
+
+
+def test_failed_sync_is_a_503_naming_the_server() -> None:
+    port = free_port()
+    s = make_settings(
+        provider="rfc2136",
+        rfc2136_server="127.0.0.1",
+        rfc2136_port=port,
+        rfc2136_zone=ZONE,
+        tsig_key_name="k",
+        tsig_secret="c2VjcmV0",
+        rfc2136_timeout=1,
+    )
+    app = create_app(s)
+    try:
+        response = app.test_client().post("/sync")
+        assert response.status_code == 503
+        assert f"127.0.0.1:{port}" in response.get_json()["message"]
+        assert "c2VjcmV0" not in response.get_data(as_text=True)
+        status = app.test_client().get("/status").get_json()
+        assert status["consecutive_errors"] >= 1
+        assert "connection refused" in status["last_error"]
+    finally:
+        runtime(app).stop()
+
+
+def test_policy_and_owner_must_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMELAB_DNS_DOMAIN_FILTER", f'["{ZONE}"]')
+    with pytest.raises(SettingsError) as error:
+        load_settings(Settings)
+    assert "HOMELAB_DNS_OWNER_ID" in str(error.value)
+    assert "HOMELAB_DNS_POLICY" in str(error.value)
+    monkeypatch.setenv("HOMELAB_DNS_OWNER_ID", "homelab")
+    monkeypatch.setenv("HOMELAB_DNS_POLICY", "upsert-only")
+    monkeypatch.setenv("HOMELAB_DNS_PROVIDER", "rfc2136")
+    with pytest.raises(SettingsError, match=r"HOMELAB_DNS_RFC2136_SERVER.*HOMELAB_DNS_TSIG_SECRET"):
+        load_settings(Settings)
+    monkeypatch.setenv("HOMELAB_DNS_PROVIDER", "embedded")
+    monkeypatch.setenv("HOMELAB_DNS_POLICY", "delete-everything")
+    with pytest.raises(SettingsError, match="HOMELAB_DNS_POLICY"):
+        load_settings(Settings)
+
+
+@pytest.fixture
+def dns_api(app: Flask) -> object:
+    return api_schema(app)
+
+
+schema = schemathesis.pytest.from_fixture("dns_api")
+
+
+@schema.parametrize()
+@settings(max_examples=25, suppress_health_check=list(HealthCheck), deadline=None)
+def test_dns_api_conforms_to_its_openapi(case: schemathesis.Case) -> None:
+    case.call_and_validate()

@@ -187,3 +187,14 @@ def test_serial_increases_and_answers_follow_each_change(server: DnsServer) -> N
     zone.apply(Plan(delete=[Record(f"new.{Z}", "A", ("10.0.0.9",), 60)]))
     assert dig(server, f"new.{Z}").status == "NXDOMAIN"
     assert int(dig(server, Z, "SOA").answer[0][3].split()[2]) == second + 1
+
+
+def test_a_cname_follows_changes_to_its_target(server: DnsServer) -> None:
+    zone = server.zone
+    old = Record(f"app.{Z}", "A", ("192.168.1.10", "192.168.1.11"), 300)
+    zone.apply(Plan(update=[(old, Record(f"app.{Z}", "A", ("192.168.1.50",), 300))]))
+    assert [r[3] for r in dig(server, f"www.{Z}").answer] == [f"app.{Z}.", "192.168.1.50"]
+    zone.apply(Plan(delete=[Record(f"app.{Z}", "A", ("192.168.1.50",), 300)]))
+    assert [r[3] for r in dig(server, f"www.{Z}").answer] == [f"app.{Z}."]
+    assert dig(server, f"app.{Z}").status == "NOERROR"  # the AAAA record is still there: NODATA for A
+    assert dig(server, f"app.{Z}").answer == []

@@ -82,14 +82,20 @@ class Answers:
     """One zone version's finished responses (ID 0, no OPT) and what the slow path needs."""
 
     exact: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)  # qname wire + qtype -> response, stat
-    names: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)  # qname wire -> any other type
+    #: qname wire -> the response for any other type: a CNAME's own answer, or (a zone's wire) for NODATA.
+    names: dict[bytes, tuple[bytes, int] | bytes] = field(default_factory=dict)
     zones: dict[bytes, bytes] = field(default_factory=dict)  # zone wire -> SOA authority record (uncompressed)
     wildcards: dict[str, list[Record]] = field(default_factory=dict)  # "*.parent" -> its records
     names_text: frozenset[str] = frozenset()
 
 
 class Zone:
-    """The records of the embedded zones; ``apply`` swaps in freshly encoded answers atomically."""
+    """The records of the embedded zones; ``apply`` swaps in freshly encoded answers atomically.
+
+    Encoding is incremental: a change re-encodes only the names it touched, the CNAMEs pointing at them and
+    the apex (whose SOA carries the new serial). Negative answers are not stored per name: they are the header,
+    the asker's question and the zone's SOA record, put together per query.
+    """
 
     name = "embedded"
     shared = False
@@ -98,13 +104,15 @@ class Zone:
         self.config = config
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], Record] = {}
+        #: name -> (its typed answers, its CNAME's answer for any other type)
+        self._encoded: dict[str, tuple[dict[bytes, tuple[bytes, int]], tuple[bytes, int] | None]] = {}
         self.serial = int(time.time()) & 0xFFFFFFFF
         for address in config.nameserver_addresses:
             rtype = "AAAA" if ":" in address else "A"
             old = self._records.get((config.nameserver, rtype))
             targets = tuple(sorted({*(old.targets if old else ()), address}))
             self._records[(config.nameserver, rtype)] = Record(config.nameserver, rtype, targets, config.apex_ttl)
-        self.answers = self._build()
+        self.answers = self._build(None)
 
     # -- Provider -------------------------------------------------------------------------------------------------
 
@@ -114,23 +122,24 @@ class Zone:
 
     def apply(self, plan: Plan) -> None:
         with self._lock:
+            changed: set[str] = set()
             for rec in plan.delete:
                 self._records.pop(rec.key, None)
+                changed.add(rec.name)
             for old, new in plan.update:
                 self._records.pop(old.key, None)
                 self._records[new.key] = new
+                changed |= {old.name, new.name}
             for rec in plan.create:
                 self._records[rec.key] = rec
+                changed.add(rec.name)
             self.serial = (self.serial + 1) & 0xFFFFFFFF
-            self.answers = self._build()
+            self.answers = self._build(changed)
 
     # -- encoding -------------------------------------------------------------------------------------------------
 
     def _apex_records(self) -> list[Record]:
-        out = []
-        for zone in self.config.zones:
-            out.append(Record(zone, "NS", (self.config.nameserver,), self.config.apex_ttl))
-        return out
+        return [Record(zone, "NS", (self.config.nameserver,), self.config.apex_ttl) for zone in self.config.zones]
 
     def _soa(self, zone: str, ttl: int) -> RR:
         hostmaster = self.config.hostmaster or f"hostmaster.{zone}"
@@ -138,8 +147,8 @@ class Zone:
         rdata = SOA(self.config.nameserver + ".", hostmaster + ".", times)
         return RR(zone + ".", QTYPE.SOA, ttl=ttl, rdata=rdata)
 
-    def _build(self) -> Answers:
-        """Encode every answer the zones can give. Runs under the lock, once per change."""
+    def _build(self, changed: set[str] | None) -> Answers:
+        """Encode the answers ``changed`` names can give (all when None). Runs under the lock, once per change."""
         started = time.perf_counter()
         answers = Answers()
         rrsets: dict[str, dict[str, Record]] = {}
@@ -151,47 +160,62 @@ class Zone:
             buffer = _NoCompression()
             self._soa(zone, self.config.negative_ttl).pack(buffer)
             answers.zones[wire_name(zone)] = bytes(buffer.data)
-        names: set[str] = set(rrsets) | set(self.config.zones)
-        for name in list(names):  # empty non-terminals exist (NODATA), they are not NXDOMAIN
+        names: dict[str, str] = {}
+        for name in rrsets:
             enclosing = self._zone_of(name)
+            if enclosing is not None:
+                names[name] = enclosing
+        names.update({apex: apex for apex in self.config.zones})
+        for name, zone in list(names.items()):  # empty non-terminals exist (NODATA), they are not NXDOMAIN
             parts = name.split(".")
             for i in range(1, len(parts)):
                 parent = ".".join(parts[i:])
-                if enclosing is None or not (parent == enclosing or parent.endswith("." + enclosing)):
+                if not (parent == zone or parent.endswith("." + zone)):
                     break
-                names.add(parent)
-        for name in names:
-            found = self._zone_of(name)
-            if found is None:
-                continue
-            zone = found
+                names[parent] = zone
+        dirty = set(names) if changed is None else {*changed, *self.config.zones}
+        grown = True
+        while grown:  # a CNAME's answer includes its in-zone target's records
+            grown = False
+            for name, here in rrsets.items():
+                cname = here.get("CNAME")
+                if cname is not None and cname.targets[0] in dirty and name not in dirty:
+                    dirty.add(name)
+                    grown = True
+        for name in [n for n in self._encoded if n in dirty or n not in names]:
+            del self._encoded[name]
+        encoded = 0
+        for name, zone in names.items():
             if name.startswith("*."):
                 answers.wildcards[name] = list(rrsets.get(name, {}).values())
                 continue
             here = rrsets.get(name, {})
             wire = wire_name(name)
-            for qtype in _QTYPES:
-                response, stat = self._encode(name, qtype, here, rrsets, soas[zone])
-                answers.exact[wire + struct.pack(">H", getattr(QTYPE, qtype))] = (response, stat)
-            fallback_type = "CNAME" if "CNAME" in here else "NULL"
-            answers.names[wire] = self._encode(name, fallback_type, here, rrsets, soas[zone])
+            if name in dirty or name not in self._encoded:
+                entries: dict[bytes, tuple[bytes, int]] = {}
+                for qtype in _QTYPES:
+                    rrs = self.answer_rrs(name, qtype, here, rrsets, soas[zone])
+                    if rrs:
+                        entries[wire + struct.pack(">H", getattr(QTYPE, qtype))] = (_pack(name, qtype, rrs), _ANSWER)
+                fallback = None
+                if "CNAME" in here:
+                    fallback = (_pack(name, "CNAME", _rrs(here["CNAME"], name)), _ANSWER)
+                self._encoded[name] = (entries, fallback)
+                encoded += 1
+            entries, fallback = self._encoded[name]
+            answers.exact.update(entries)
+            answers.names[wire] = fallback or wire_name(zone)
         answers.names_text = frozenset(names)
         log.debug(
             "zone encoded",
-            extra={"serial": self.serial, "names": len(names), "ms": round((time.perf_counter() - started) * 1e3, 1)},
+            extra={
+                "serial": self.serial,
+                "names": len(names),
+                "encoded": encoded,
+                "ms": round((time.perf_counter() - started) * 1e3, 1),
+            },
         )
         return answers
-
-    def _encode(
-        self, name: str, qtype: str, here: dict[str, Record], rrsets: dict[str, dict[str, Record]], soa: RR
-    ) -> tuple[bytes, int]:
-        msg = DNSRecord(DNSHeader(id=0, qr=1, aa=1, ra=0), q=DNSQuestion(name + ".", getattr(QTYPE, qtype)))
-        for rr in self.answer_rrs(name, qtype, here, rrsets, soa):
-            msg.add_answer(rr)
-        if not msg.rr:
-            msg.add_auth(RR(soa.rname, QTYPE.SOA, ttl=self.config.negative_ttl, rdata=soa.rdata))
-            return msg.pack(), _NODATA
-        return msg.pack(), _ANSWER
 
     def answer_rrs(
         self, name: str, qtype: str, here: dict[str, Record], rrsets: dict[str, dict[str, Record]], soa: RR | None
@@ -272,6 +296,14 @@ class Zone:
             if wire in answers.zones:
                 return wire
         raise KeyError(labels)
+
+
+def _pack(name: str, qtype: str, rrs: list[RR]) -> bytes:
+    msg = DNSRecord(DNSHeader(id=0, qr=1, aa=1, ra=0), q=DNSQuestion(name + ".", getattr(QTYPE, qtype)))
+    for rr in rrs:
+        msg.add_answer(rr)
+    packed: bytes = msg.pack()
+    return packed
 
 
 def _rrs(rec: Record, owner: str) -> list[RR]:
@@ -417,12 +449,16 @@ class DnsServer:
             return out + OPT_RR if edns else out
         answers = self.zone.answers
         qname = data[12 : i + 1].lower()
-        found = answers.exact.get(qname + data[i + 1 : i + 3]) if data[i + 3 : i + 5] == b"\x00\x01" else None
-        if found is None:
-            found = answers.names.get(qname) if data[i + 3 : i + 5] == b"\x00\x01" else None
+        found: tuple[bytes, int] | bytes | None = None
+        if data[i + 3 : i + 5] == b"\x00\x01":
+            found = answers.exact.get(qname + data[i + 1 : i + 3]) or answers.names.get(qname)
         if found is not None:
-            resp, stat = found
-            out = data[:2] + bytes(((resp[2] & 0xFE) | (data[2] & 0x01),)) + resp[3:12] + question + resp[end:]
+            if isinstance(found, bytes):  # the name exists, the type does not: NODATA with the zone's SOA
+                stat = _NODATA
+                out = _header(data, 0, 1, ns=1) + question + answers.zones[found]
+            else:
+                resp, stat = found
+                out = data[:2] + bytes(((resp[2] & 0xFE) | (data[2] & 0x01),)) + resp[3:12] + question + resp[end:]
         elif data[i + 3 : i + 5] != b"\x00\x01":
             stat = _REFUSED
             out = _header(data, 5, 1) + question

@@ -128,7 +128,7 @@ def measure(runtime: Runtime, dns_port: int, kube: KubeEmulator, count: int, gap
 
 
 def pct(values: list[float], p: float) -> float:
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def run(name: str, settings: Settings, dns_port: int, count: int) -> dict[str, list[float]]:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.query
 import pytest
 import schemathesis
 from conftest import ZONE, free_port
@@ -144,3 +152,51 @@ schema = schemathesis.pytest.from_fixture("dns_api")
 @settings(max_examples=25, suppress_health_check=list(HealthCheck), deadline=None)
 def test_dns_api_conforms_to_its_openapi(case: schemathesis.Case) -> None:
     case.call_and_validate()
+
+
+def service_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB_")}
+    env.update(
+        HOMELAB_SECRETS_DIR=str(tmp_path / "no-secrets"),
+        HOMELAB_DNS_OWNER_ID="homelab",
+        HOMELAB_DNS_POLICY="sync",
+        HOMELAB_DNS_DOMAIN_FILTER=f'["{ZONE}"]',
+        HOMELAB_DNS_KUBERNETES="false",
+        HOMELAB_DNS_DNS_HOST="127.0.0.1",
+        HOMELAB_DNS_STATIC_RECORDS=json.dumps(STATIC[:1]),
+    )
+    env.update(extra)
+    return env
+
+
+def test_console_script_serves_the_api_and_dns(tmp_path: Path) -> None:
+    http, dns_port = free_port(), free_port()
+    env = service_env(tmp_path, HOMELAB_HTTP_BIND=f"127.0.0.1:{http}", HOMELAB_DNS_DNS_PORT=str(dns_port))
+    process = subprocess.Popen([sys.executable, "-m", "homelab_dns"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/readyz", timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_for(ready)
+        query = dns.message.make_query(f"router.{ZONE}", "A")
+        response = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=5)
+        assert [rr.to_text() for rrset in response.answer for rr in rrset] == ["192.168.1.1"]
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert '"msg": "dns server listening"' in stderr
+
+
+def test_bad_setting_stops_the_service_naming_the_variable(tmp_path: Path) -> None:
+    env = service_env(tmp_path, HOMELAB_DNS_POLICY="delete-everything")
+    result = subprocess.run(
+        [sys.executable, "-m", "homelab_dns"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "dns: invalid settings: HOMELAB_DNS_POLICY" in result.stderr

@@ -104,3 +104,15 @@ def test_stopped_server_is_a_clear_error_and_recovers(bind: Bind) -> None:
 def test_invalid_secret_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="base64"):
         Rfc2136("127.0.0.1", ZONE, KEY_NAME, "not base64!")
+
+
+def test_a_record_can_become_a_cname_and_wildcards_work(bind: Bind) -> None:
+    p = provider(bind)
+    sync(p, [Record(f"lb.{ZONE}", "A", ("10.0.0.1",), 60), Record(f"*.apps.{ZONE}", "A", ("10.0.0.2",), 60)])
+    assert resolve(bind, "anything.apps") == ["10.0.0.2"]
+    assert resolve(bind, "a-*.apps", "TXT") != []
+    sync(p, [Record(f"lb.{ZONE}", "CNAME", ("tunnel.example.net",), 60)])
+    assert resolve(bind, "lb", "CNAME") == ["tunnel.example.net."]
+    assert resolve(bind, "a-lb", "TXT") == []
+    assert resolve(bind, "cname-lb", "TXT") != []
+    assert resolve(bind, "anything.apps") == []

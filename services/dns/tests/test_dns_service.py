@@ -239,3 +239,18 @@ def test_only_the_leader_writes_and_the_other_takes_over(
     finally:
         first.stop()
         second.stop()
+
+
+def test_names_outside_the_rfc2136_zone_are_reported_not_sent(
+    bind: Bind, kube: KubeEmulator, networking: kubernetes.client.NetworkingV1Api
+) -> None:
+    runtime = running(kube, rfc2136_settings(bind, domain_filter=[ZONE, "other.test"]))
+    try:
+        networking.create_namespaced_ingress("apps", ingress("outside", "app.other.test"))
+        networking.create_namespaced_ingress("apps", ingress("inside", f"app.{ZONE}"))
+        wait_for(lambda: answers(bind.port, f"app.{ZONE}") == ["192.168.1.10"])
+        wait_for(lambda: [p.resource for p in runtime.controller.state.desired.problems] == ["ingress/apps/outside"])
+        assert "outside the zone(s) example.test" in runtime.controller.state.desired.problems[0].reason
+        assert runtime.controller.state.consecutive_errors == 0
+    finally:
+        runtime.stop()

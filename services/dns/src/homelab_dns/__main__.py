@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import sys
+
+from flask import Flask
 
 from homelab_common.logs import configure_logging
 from homelab_common.server import serve
@@ -18,7 +21,13 @@ def main() -> None:
         print(exc, file=sys.stderr)
         sys.exit(2)
     configure_logging("dns", settings.log_level)
-    serve(lambda: create_app(settings))
+
+    def factory() -> Flask:
+        app = create_app(settings)
+        atexit.register(app.extensions["homelab_dns"].stop)  # on SIGTERM: release the Lease for the other replica
+        return app
+
+    serve(factory)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,17 @@ from typing import Protocol
 from prometheus_client import Counter, Gauge, Histogram
 
 from homelab_common.k8s import Backoff, Informer, Reconciler, TemporaryError
-from homelab_dns.core import Desired, Endpoint, Plan, Policy, Problem, desired_state, make_plan
+from homelab_dns.core import (
+    Desired,
+    Endpoint,
+    Plan,
+    Policy,
+    Problem,
+    desired_state,
+    in_domains,
+    make_plan,
+    registry_name,
+)
 from homelab_dns.providers import Provider, ProviderError
 
 log = logging.getLogger(__name__)
@@ -137,7 +147,15 @@ class Controller:
             found, bad = source.endpoints()
             endpoints += found
             problems += bad
-        return desired_state(endpoints, problems, self.domains)
+        desired = desired_state(endpoints, problems, self.domains)
+        zones = self.provider.zones
+        for key, ep in list(desired.records.items()):
+            name = ep.record.name
+            if not (in_domains(name, zones) and in_domains(registry_name(name, ep.record.type), zones)):
+                del desired.records[key]
+                reason = f"{name} (or its ownership record) is outside the zone(s) {', '.join(zones)} we write"
+                desired.problems.append(Problem(ep.resource, name, reason))
+        return desired
 
     def sync(self) -> SyncResult:
         """Read, plan and (when allowed) apply. Never raises: errors are logged, counted and returned."""

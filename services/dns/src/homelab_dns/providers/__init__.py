@@ -22,6 +22,8 @@ class Provider(Protocol):
     #: True when replicas share the zone (a remote server): only the leader writes. An embedded zone is each
     #: replica's own, so every replica applies its plan to it.
     shared: bool
+    #: The zones the provider can write; a wanted name (or its ownership record) outside them is a problem.
+    zones: tuple[str, ...]
 
     def records(self) -> list[Record]:
         """Every record in the provider's zones (names lowercase, no trailing dot)."""

@@ -102,6 +102,7 @@ class Zone:
 
     def __init__(self, config: ZoneConfig) -> None:
         self.config = config
+        self.zones = config.zones
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], Record] = {}
         #: name -> (its typed answers, its CNAME's answer for any other type)

@@ -54,6 +54,7 @@ class Rfc2136:
         self.server = server
         self.port = port
         self.zone = zone.lower().rstrip(".")
+        self.zones: tuple[str, ...] = (self.zone,)
         self.origin = dns.name.from_text(self.zone)
         self.timeout = timeout
         try:

@@ -11,6 +11,7 @@ from homelab_dns.core import (
     InvalidRecord,
     Record,
     StaticRecord,
+    applied,
     desired_state,
     ingress_endpoints,
     make_plan,
@@ -230,3 +231,17 @@ def test_plan_takes_over_a_record_when_its_source_changes() -> None:
     current = [Record(f"x.{Z}", "A", ("10.0.0.1",), 60), txt(f"a-x.{Z}", "homelab", "ingress/apps/old")]
     plan = make_plan(want(f"x.{Z}", "10.0.0.1", resource="ingress/apps/new"), current, "homelab", "sync")
     assert plan.update == [(current[1], txt(f"a-x.{Z}", "homelab", "ingress/apps/new"))]
+
+
+def test_applying_a_plan_gives_the_desired_state() -> None:
+    current = [
+        Record(f"x.{Z}", "A", ("10.0.0.1",), 60),
+        txt(f"a-x.{Z}", "homelab"),
+        Record(f"old.{Z}", "A", ("10.0.0.5",), 60),
+        txt(f"a-old.{Z}", "homelab", "ingress/apps/old"),
+        Record(f"foreign.{Z}", "A", ("10.9.9.9",), 60),
+    ]
+    desired = {**want(f"x.{Z}", "10.0.0.2"), **want(f"new.{Z}", "10.0.0.3")}
+    plan = make_plan(desired, current, "homelab", "sync")
+    after = applied(current, plan)
+    assert make_plan(desired, after, "homelab", "sync").states() == {"synced": 2, "foreign": 1}

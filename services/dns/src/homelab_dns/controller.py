@@ -25,6 +25,7 @@ from homelab_dns.core import (
     Plan,
     Policy,
     Problem,
+    applied,
     desired_state,
     in_domains,
     make_plan,
@@ -171,7 +172,8 @@ class Controller:
     def _sync(self) -> SyncResult:
         desired = self.collect()
         self._report(desired.problems)
-        plan = make_plan(desired.records, self.provider.records(), self.owner, self.policy)
+        current = self.provider.records()
+        plan = make_plan(desired.records, current, self.owner, self.policy)
         leader = self.is_leader()
         LEADER.set(1 if leader else 0)
         result = SyncResult(True, False)
@@ -190,7 +192,7 @@ class Controller:
             CHANGES.labels("create").inc(result.created)
             CHANGES.labels("update").inc(result.updated)
             CHANGES.labels("delete").inc(result.deleted)
-            plan = make_plan(desired.records, self.provider.records(), self.owner, self.policy)
+            plan = make_plan(desired.records, applied(current, plan), self.owner, self.policy)
         blocked = {(v.name, v.type, v.reason) for v in plan.views if v.state == "blocked"}
         for name, rtype, reason in sorted(blocked - self._blocked):
             log.warning("record not ours, skipped", extra={"record": f"{name} {rtype}", "reason": reason})

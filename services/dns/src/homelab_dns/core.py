@@ -375,6 +375,18 @@ class Plan:
         return counts
 
 
+def applied(current: Iterable[Record], plan: Plan) -> list[Record]:
+    """What the zone holds once ``plan`` is written, without reading it back."""
+    records = {r.key: r for r in current}
+    for rec in plan.delete:
+        records.pop(rec.key, None)
+    for _, new in plan.update:
+        records[new.key] = new
+    for rec in plan.create:
+        records[rec.key] = rec
+    return list(records.values())
+
+
 def make_plan(desired: Mapping[Key, Endpoint], current: Iterable[Record], owner: str, policy: Policy) -> Plan:
     """What to write so the zone holds the desired records, touching only records our owner id owns."""
     current = list(current)

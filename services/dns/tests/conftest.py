@@ -44,12 +44,13 @@ options {{
     allow-transfer {{ none; }};
 }};
 key "{key}" {{ algorithm hmac-sha256; secret "{secret}"; }};
+key "reader" {{ algorithm hmac-sha256; secret "{secret}"; }};
 controls {{ }};
 zone "{zone}" {{
     type primary;
     file "{dir}/{zone}.zone";
     allow-update {{ key "{key}"; }};
-    allow-transfer {{ key "{key}"; }};
+    allow-transfer {{ key "{key}"; key "reader"; }};
 }};
 """
 

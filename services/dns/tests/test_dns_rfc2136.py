@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import dns.resolver
 import pytest
 from conftest import KEY_NAME, ZONE, Bind
@@ -116,3 +118,20 @@ def test_a_record_can_become_a_cname_and_wildcards_work(bind: Bind) -> None:
     assert resolve(bind, "a-lb", "TXT") == []
     assert resolve(bind, "cname-lb", "TXT") != []
     assert resolve(bind, "anything.apps") == []
+
+
+def test_refused_update_is_a_clear_error(bind: Bind) -> None:
+    reader = provider(bind, key="reader")  # may transfer the zone, may not update it
+    assert reader.records()
+    with pytest.raises(ProviderError, match="update failed with REFUSED: the server does not allow updates"):
+        reader.apply(Plan(create=[Record(f"x.{ZONE}", "A", ("10.0.0.1",), 60)]))
+
+
+def test_silent_server_times_out_with_a_clear_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        p = Rfc2136("127.0.0.1", ZONE, KEY_NAME, "c2VjcmV0", port=port, timeout=0.5)
+        with pytest.raises(ProviderError, match=rf"127.0.0.1:{port} \(zone {ZONE}\): zone transfer failed: timed out"):
+            p.records()

@@ -15,7 +15,7 @@ import dns.message
 import dns.query
 import pytest
 import schemathesis
-from conftest import ZONE, free_port
+from dns_helpers import ZONE, free_port
 from flask import Flask
 from hypothesis import HealthCheck, settings
 

@@ -14,7 +14,7 @@ import dns.query
 import dns.rcode
 import dns.update
 import pytest
-from conftest import free_port
+from dns_helpers import free_port
 
 from homelab_dns.core import Plan, Record
 from homelab_dns.providers.embedded import DnsServer, Zone, zone_config

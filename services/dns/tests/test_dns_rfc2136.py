@@ -6,7 +6,7 @@ import socket
 
 import dns.resolver
 import pytest
-from conftest import KEY_NAME, ZONE, Bind
+from dns_helpers import KEY_NAME, ZONE, Bind
 
 from homelab_dns.core import Endpoint, Plan, Record, desired_state, make_plan
 from homelab_dns.providers import ProviderError

@@ -12,7 +12,7 @@ from typing import Any
 import dns.resolver
 import kubernetes.client
 import pytest
-from conftest import KEY_NAME, ZONE, Bind, free_port
+from dns_helpers import KEY_NAME, ZONE, Bind, free_port
 
 from homelab_common.k8s import Backoff
 from homelab_common.k8s.testing import KubeEmulator, kube, wait_for

@@ -15,9 +15,11 @@ import dns.rcode
 import dns.update
 import pytest
 from dns_helpers import free_port
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from homelab_dns.core import Plan, Record
-from homelab_dns.providers.embedded import DnsServer, Zone, zone_config
+from homelab_dns.providers.embedded import STATS, DnsServer, Zone, zone_config
 
 Z = "home.example.com"
 BIG = tuple(f"10.1.{i // 250}.{i % 250 + 1}" for i in range(120))  # ~2 KB of answers: more than one UDP datagram
@@ -32,6 +34,15 @@ RECORDS = [
     Record(f"*.wild.{Z}", "A", ("192.168.1.13",), 60),
     Record(f"big.{Z}", "A", BIG, 60),
 ]
+
+
+def _fuzz_server() -> DnsServer:
+    zone = Zone(zone_config([Z], f"ns.{Z}", ["127.0.0.1"]))
+    zone.apply(Plan(create=list(RECORDS)))
+    return DnsServer(zone)  # never started: the tests call its answer() directly
+
+
+FUZZ_SERVER = _fuzz_server()
 
 
 @dataclass
@@ -198,3 +209,54 @@ def test_a_cname_follows_changes_to_its_target(server: DnsServer) -> None:
     assert [r[3] for r in dig(server, f"www.{Z}").answer] == [f"app.{Z}."]
     assert dig(server, f"app.{Z}").status == "NOERROR"  # the AAAA record is still there: NODATA for A
     assert dig(server, f"app.{Z}").answer == []
+
+
+def test_dual_stack_listener_answers_ipv4_and_ipv6() -> None:
+    zone = Zone(zone_config([Z], f"ns.{Z}"))
+    zone.apply(Plan(create=[RECORDS[0]]))
+    srv = DnsServer(zone, "::", free_port(), udp_workers=1)
+    try:
+        srv.start()
+    except OSError as exc:
+        pytest.skip(f"no IPv6 on this machine: {exc}")
+    try:
+        query = dns.message.make_query(f"app.{Z}", "A")
+        for address in ("127.0.0.1", "::1"):
+            assert dns.query.udp(query, address, port=srv.port, timeout=3).answer
+            assert dns.query.tcp(query, address, port=srv.port, timeout=3).answer
+    finally:
+        srv.stop()
+
+
+@given(st.binary(max_size=600))
+@settings(max_examples=300, deadline=None)
+def test_any_datagram_gets_a_parseable_answer_or_none(data: bytes) -> None:
+    stats = [0] * len(STATS)
+    out = FUZZ_SERVER.answer(data, True, stats)
+    if out is None:
+        assert stats[STATS.index("malformed")] == 1
+        return
+    response = dns.message.from_wire(out, question_only=True)
+    assert response.id == int.from_bytes(data[:2], "big")
+    assert len(out) <= 1232
+
+
+@given(
+    name=st.lists(st.from_regex(r"[A-Za-z0-9*_-]{1,20}", fullmatch=True), min_size=0, max_size=3),
+    suffix=st.sampled_from([Z, f"sub.{Z}", f"wild.{Z}", "example.org"]),
+    rtype=st.sampled_from(["A", "AAAA", "CNAME", "TXT", "SOA", "NS", "MX", "ANY", "SRV"]),
+    edns=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_every_query_gets_a_well_formed_answer(name: list[str], suffix: str, rtype: str, edns: bool) -> None:
+    qname = ".".join([*name, suffix])
+    query = dns.message.make_query(qname, rtype, use_edns=0 if edns else False)
+    out = FUZZ_SERVER.answer(query.to_wire(), True, [0] * len(STATS))
+    assert out is not None
+    response = dns.message.from_wire(out)
+    assert response.id == query.id
+    assert response.question[0].name == query.question[0].name
+    assert response.question[0].name.to_text() == query.question[0].name.to_text()  # case kept
+    assert (response.edns >= 0) == edns
+    expected = {dns.rcode.NOERROR, dns.rcode.NXDOMAIN} if suffix != "example.org" else {dns.rcode.REFUSED}
+    assert response.rcode() in expected

@@ -377,14 +377,14 @@ class DnsServer:
 
     def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        tcp = socket.socket(family, socket.SOCK_STREAM)
+        tcp = self._socket(family, socket.SOCK_STREAM)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.bind((self.host, self.port))
         self.port = tcp.getsockname()[1]  # port 0 in tests: the kernel picks, UDP follows
         tcp.listen(64)
         self._sockets.append(tcp)
         for _ in range(self.udp_workers):
-            udp = socket.socket(family, socket.SOCK_DGRAM)
+            udp = self._socket(family, socket.SOCK_DGRAM)
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             udp.bind((self.host, self.port))
@@ -394,6 +394,13 @@ class DnsServer:
             self._spawn(self._udp_loop, udp, stats)
         self._spawn(self._tcp_accept, tcp)
         log.info("dns server listening", extra={"host": self.host, "port": self.port, "udp_workers": self.udp_workers})
+
+    @staticmethod
+    def _socket(family: socket.AddressFamily, kind: socket.SocketKind) -> socket.socket:
+        sock = socket.socket(family, kind)
+        if family == socket.AF_INET6:  # "::" serves IPv4 too (dual-stack pods)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        return sock
 
     def stop(self) -> None:
         self._stopping.set()

@@ -268,11 +268,8 @@ class Zone:
         if labels is None:
             return None, _MALFORMED
         name = ".".join(labels)
-        for i in range(len(labels)):
-            suffix = wire_name(".".join(labels[i:])) if i < len(labels) else b"\x00"
-            if suffix in answers.zones:
-                break
-        else:
+        zone_wire = self._zone_wire(answers, labels)
+        if zone_wire is None:
             return None, _REFUSED
         for i in range(1, len(labels)):  # the closest encloser decides whether a wildcard applies
             encloser = ".".join(labels[i:])
@@ -283,20 +280,21 @@ class Zone:
                 here = {r.type: Record(name, r.type, r.targets, r.ttl) for r in records}
                 rrs = self.answer_rrs(name, str(QTYPE.get(qtype, "NULL")), here, {}, None)
                 if not rrs:
-                    return answers.zones[self._zone_wire(answers, labels)], _NODATA
+                    return answers.zones[zone_wire], _NODATA
                 msg = DNSRecord(DNSHeader(id=0, qr=1, aa=1, ra=0), q=DNSQuestion(name + ".", qtype))
                 for rr in rrs:
                     msg.add_answer(rr)
                 return msg.pack(), _ANSWER
-        return answers.zones[self._zone_wire(answers, labels)], _NXDOMAIN
+        return answers.zones[zone_wire], _NXDOMAIN
 
     @staticmethod
-    def _zone_wire(answers: Answers, labels: Sequence[str]) -> bytes:
+    def _zone_wire(answers: Answers, labels: Sequence[str]) -> bytes | None:
+        """The wire name of the zone enclosing ``labels`` (the longest match), or None."""
         for i in range(len(labels)):
             wire = wire_name(".".join(labels[i:]))
             if wire in answers.zones:
                 return wire
-        raise KeyError(labels)
+        return None
 
 
 def _pack(name: str, qtype: str, rrs: list[RR]) -> bytes:

@@ -520,7 +520,8 @@ class DnsServer:
         while not self._stopping.is_set():
             try:
                 conn, _ = listener.accept()
-            except OSError:
+            except OSError:  # out of file descriptors, or stopping: never spin
+                self._stopping.wait(0.1)
                 continue
             if not self._tcp_connections.acquire(blocking=False):
                 conn.close()

@@ -245,3 +245,14 @@ def test_applying_a_plan_gives_the_desired_state() -> None:
     plan = make_plan(desired, current, "homelab", "sync")
     after = applied(current, plan)
     assert make_plan(desired, after, "homelab", "sync").states() == {"synced": 2, "foreign": 1}
+
+
+def test_txt_prefix_as_external_dns_writes_it() -> None:
+    assert registry_name(f"app.{Z}", "A", "k8s.") == f"k8s.a-app.{Z}"
+    assert registry_name(f"app.{Z}", "CNAME", "ext-") == f"ext-cname-app.{Z}"
+    assert registry_key(f"k8s.a-app.{Z}", "k8s.") == (f"app.{Z}", "A")
+    assert registry_key(f"a-app.{Z}", "k8s.") is None
+    current = [Record(f"app.{Z}", "A", ("10.0.0.1",), 60), txt(f"k8s.a-app.{Z}", "homelab")]
+    plan = make_plan(want(f"app.{Z}", "10.0.0.2"), current, "homelab", "sync", prefix="k8s.")
+    assert plan.update == [(current[0], Record(f"app.{Z}", "A", ("10.0.0.2",), 60))]
+    assert make_plan(want(f"app.{Z}", "10.0.0.2"), current, "homelab", "sync").views[0].state == "blocked"

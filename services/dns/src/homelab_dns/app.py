@@ -171,6 +171,7 @@ def build_runtime(
         owner=settings.owner_id,
         policy=settings.policy,
         domains=settings.domain_filter,
+        txt_prefix=settings.txt_prefix,
         is_leader=kube.is_leader if kube else (lambda: True),
         report=kube.report if kube else None,
         informers=kube.informers if kube else (),

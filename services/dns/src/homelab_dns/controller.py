@@ -90,6 +90,7 @@ class Controller:
         owner: str,
         policy: Policy,
         domains: Iterable[str],
+        txt_prefix: str = "",
         is_leader: Callable[[], bool] = lambda: True,
         report: Callable[[Problem], None] | None = None,
         informers: Sequence[Informer] = (),
@@ -102,6 +103,7 @@ class Controller:
         self.owner = owner
         self.policy = policy
         self.domains = list(domains)
+        self.txt_prefix = txt_prefix
         self.is_leader = is_leader
         self.report = report
         self.state = State()
@@ -148,11 +150,13 @@ class Controller:
             found, bad = source.endpoints()
             endpoints += found
             problems += bad
-        desired = desired_state(endpoints, problems, self.domains)
+        desired = desired_state(endpoints, problems, self.domains, prefix=self.txt_prefix)
         zones = self.provider.zones
         for key, ep in list(desired.records.items()):
             name = ep.record.name
-            if not (in_domains(name, zones) and in_domains(registry_name(name, ep.record.type), zones)):
+            if not (
+                in_domains(name, zones) and in_domains(registry_name(name, ep.record.type, self.txt_prefix), zones)
+            ):
                 del desired.records[key]
                 reason = f"{name} (or its ownership record) is outside the zone(s) {', '.join(zones)} we write"
                 desired.problems.append(Problem(ep.resource, name, reason))
@@ -173,7 +177,7 @@ class Controller:
         desired = self.collect()
         self._report(desired.problems)
         current = self.provider.records()
-        plan = make_plan(desired.records, current, self.owner, self.policy)
+        plan = make_plan(desired.records, current, self.owner, self.policy, prefix=self.txt_prefix)
         leader = self.is_leader()
         LEADER.set(1 if leader else 0)
         result = SyncResult(True, False)
@@ -192,7 +196,7 @@ class Controller:
             CHANGES.labels("create").inc(result.created)
             CHANGES.labels("update").inc(result.updated)
             CHANGES.labels("delete").inc(result.deleted)
-            plan = make_plan(desired.records, applied(current, plan), self.owner, self.policy)
+            plan = make_plan(desired.records, applied(current, plan), self.owner, self.policy, prefix=self.txt_prefix)
         blocked = {(v.name, v.type, v.reason) for v in plan.views if v.state == "blocked"}
         for name, rtype, reason in sorted(blocked - self._blocked):
             log.warning("record not ours, skipped", extra={"record": f"{name} {rtype}", "reason": reason})

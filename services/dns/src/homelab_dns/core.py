@@ -236,7 +236,9 @@ class Desired:
     filtered: int = 0
 
 
-def desired_state(endpoints: Iterable[Endpoint], problems: Iterable[Problem], domains: Iterable[str]) -> Desired:
+def desired_state(
+    endpoints: Iterable[Endpoint], problems: Iterable[Problem], domains: Iterable[str], *, prefix: str = ""
+) -> Desired:
     """Merge endpoints into one record per (name, type); a conflict is a problem for the losing resource only.
 
     Resources are taken in sorted order so the same inputs always give the same winner (several Ingresses for
@@ -250,7 +252,7 @@ def desired_state(endpoints: Iterable[Endpoint], problems: Iterable[Problem], do
         if not in_domains(rec.name, domains):
             out.filtered += 1
             continue
-        txt_name = registry_name(rec.name, rec.type)
+        txt_name = registry_name(rec.name, rec.type, prefix)
         if len(txt_name.split(".", 1)[0]) > 63 or not in_domains(txt_name, domains):
             out.problems.append(
                 Problem(ep.resource, rec.name, f"{rec.name}: its ownership record {txt_name} cannot be written")
@@ -277,10 +279,14 @@ def desired_state(endpoints: Iterable[Endpoint], problems: Iterable[Problem], do
 # -- the ownership registry (external-dns's TXT format) -----------------------------------------------------------
 
 
-def registry_name(name: str, rtype: str) -> str:
-    """``a-app.example.com`` for ``app.example.com A`` — external-dns's new-format TXT name."""
+def registry_name(name: str, rtype: str, prefix: str = "") -> str:
+    """``a-app.example.com`` for ``app.example.com A`` — external-dns's new-format TXT name.
+
+    ``prefix`` is external-dns's ``--txt-prefix`` (put before the first label: ``k8s.a-app.example.com`` for
+    ``k8s.``), for users who migrate with one set.
+    """
     first, _, rest = name.partition(".")
-    label = f"{rtype.lower()}-{first}"
+    label = f"{prefix}{rtype.lower()}-{first}"
     return f"{label}.{rest}" if rest else label
 
 
@@ -303,9 +309,11 @@ def parse_registry_value(text: str) -> dict[str, str] | None:
     return labels
 
 
-def registry_key(txt_name: str) -> Key | None:
+def registry_key(txt_name: str, prefix: str = "") -> Key | None:
     """The (name, type) an ownership TXT name stands for, or None."""
-    first, _, rest = txt_name.partition(".")
+    if not txt_name.startswith(prefix):
+        return None
+    first, _, rest = txt_name.removeprefix(prefix).partition(".")
     prefix, sep, label = first.partition("-")
     rtype = prefix.upper()
     if not sep or not label or rtype not in MANAGED_TYPES:
@@ -320,12 +328,12 @@ class Ownership:
     txt: Record
 
 
-def read_registry(current: Iterable[Record]) -> dict[Key, Ownership]:
+def read_registry(current: Iterable[Record], prefix: str = "") -> dict[Key, Ownership]:
     owners: dict[Key, Ownership] = {}
     for rec in current:
         if rec.type != "TXT":
             continue
-        key = registry_key(rec.name)
+        key = registry_key(rec.name, prefix)
         if key is None:
             continue
         for value in rec.targets:
@@ -387,11 +395,13 @@ def applied(current: Iterable[Record], plan: Plan) -> list[Record]:
     return list(records.values())
 
 
-def make_plan(desired: Mapping[Key, Endpoint], current: Iterable[Record], owner: str, policy: Policy) -> Plan:
+def make_plan(
+    desired: Mapping[Key, Endpoint], current: Iterable[Record], owner: str, policy: Policy, *, prefix: str = ""
+) -> Plan:
     """What to write so the zone holds the desired records, touching only records our owner id owns."""
     current = list(current)
     actual: dict[Key, Record] = {r.key: r for r in current}
-    owners = read_registry(current)
+    owners = read_registry(current, prefix)
     registry_records = {o.txt.key for o in owners.values()}
     names_types: dict[str, set[str]] = {}
     for rec in current:
@@ -400,7 +410,8 @@ def make_plan(desired: Mapping[Key, Endpoint], current: Iterable[Record], owner:
 
     for key, ep in sorted(desired.items()):
         want, have, own = ep.record, actual.get(key), owners.get(key)
-        txt_want = Record(registry_name(want.name, want.type), "TXT", (registry_value(owner, ep.resource),), want.ttl)
+        txt_name = registry_name(want.name, want.type, prefix)
+        txt_want = Record(txt_name, "TXT", (registry_value(owner, ep.resource),), want.ttl)
         txt_have = actual.get(txt_want.key)
 
         def view(state: RecordState, reason: str = "", *, ep: Endpoint = ep, have: Record | None = have) -> View:

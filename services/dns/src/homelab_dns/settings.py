@@ -37,6 +37,8 @@ class Settings(ServiceSettings):
     policy: Literal["sync", "upsert-only", "create-only"]
     #: Zones we manage (the embedded server is authoritative for exactly these); other names are ignored.
     domain_filter: list[str] = Field(min_length=1)
+    #: external-dns's --txt-prefix, when migrating from an installation that used one (e.g. ``k8s.``).
+    txt_prefix: str = Field(default="", pattern=r"^[a-z0-9_.-]{0,40}$")
     provider: Literal["embedded", "rfc2136"] = "embedded"
     default_ttl: int = Field(default=300, ge=1, le=MAX_TTL)
     static_records: list[StaticRecordSetting] = Field(default_factory=list)

@@ -18,7 +18,7 @@ fi
 echo "ensure-debs: installing ${missing[*]}" >&2
 stamp=/var/lib/apt/periodic/homelab-apt-updated
 if [ ! -f "$stamp" ] || [ -n "$(find "$stamp" -mmin +360 2>/dev/null)" ]; then
-  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=900 update -qq
   "${sudo[@]}" mkdir -p "$(dirname "$stamp")" && "${sudo[@]}" touch "$stamp"
 fi
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

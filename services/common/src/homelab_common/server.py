@@ -11,8 +11,19 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from homelab_common import gunicorn_conf
+from homelab_common.logs import JsonFormatter
+
+
+class JsonLogger(Logger):  # type: ignore[misc]
+    """gunicorn's own lines (boot, worker exits) as JSON too, so a log pipeline parses every line alike."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter(cfg.proc_name or "homelab"))
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -38,11 +49,12 @@ def gunicorn_options(**overrides: Any) -> dict[str, Any]:
         errorlog=gunicorn_conf.errorlog,
         worker_tmp_dir=gunicorn_conf.worker_tmp_dir,
         forwarded_allow_ips=gunicorn_conf.forwarded_allow_ips,
+        logger_class=JsonLogger,
     )
     options.update(overrides)
     return options
 
 
-def serve(factory: Callable[[], Flask], **overrides: Any) -> None:
+def serve(factory: Callable[[], Flask], service: str = "homelab", **overrides: Any) -> None:
     """Serve ``factory()`` until SIGTERM; the app is built in the worker so its threads start there."""
-    _Gunicorn(factory, gunicorn_options(**overrides)).run()
+    _Gunicorn(factory, gunicorn_options(proc_name=service, **overrides)).run()

@@ -1,0 +1,216 @@
+"""The site file: the one YAML file a user edits (domain, LAN, machines, keys, k3s), and its validation.
+
+Every consumer (autoinstall's inventory, the pxe service, `task up`, the virtual lab, the GitOps values) reads it
+through :func:`load_site`, so one model decides what is valid. Errors name the field the way a person would find
+it in the file (``machines[2].mac: not a MAC address``), all at once rather than one per run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+_MAC_DIGITS = re.compile(r"^[0-9a-f]{12}$")
+_HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+_SSH_KEY = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+")
+
+
+class SiteError(Exception):
+    """The site file is invalid; ``problems`` lists ``(field, message)`` pairs, all of them."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {field}: {message}" for field, message in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+def normalise_mac(value: str) -> str:
+    """``52-54-00-AB-CD-EF``, ``5254.00ab.cdef``, ``525400abcdef`` → ``52:54:00:ab:cd:ef``; else ValueError."""
+    digits = re.sub(r"[:\-.]", "", value.strip().lower())
+    if not _MAC_DIGITS.match(digits) or not re.fullmatch(r"[0-9a-fA-F:\-.]+", value.strip()):
+        raise ValueError("not a MAC address")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME_LABEL.match(value):
+        raise ValueError("not a hostname label (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+def _domain(value: str) -> str:
+    if not _DOMAIN.match(value):
+        raise ValueError("not a DNS domain (lowercase, e.g. home.arpa or lab.example.com)")
+    return value
+
+
+def _k3s_version(value: str) -> str:
+    if not _K3S_VERSION.match(value):
+        raise ValueError("not a k3s version such as v1.33.5+k3s1")
+    return value
+
+
+def _ssh_key(value: str) -> str:
+    if not _SSH_KEY.match(value.strip()):
+        raise ValueError("not an SSH public key (ssh-ed25519 / ssh-rsa / ecdsa-sha2-*)")
+    return value.strip()
+
+
+def _disk(value: str) -> str:
+    if not (value.startswith("/dev/") or value.startswith("serial:")) or len(value) < 6:
+        raise ValueError("give the install disk as a device path (/dev/sda, /dev/disk/by-id/...) or serial:<serial>")
+    return value
+
+
+Mac = Annotated[str, AfterValidator(normalise_mac)]
+Hostname = Annotated[str, AfterValidator(_hostname)]
+Domain = Annotated[str, AfterValidator(_domain)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Lan(_Strict):
+    """The home LAN the machines boot on; the router keeps serving DHCP, we only add proxyDHCP."""
+
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    dns: list[ipaddress.IPv4Address] = Field(min_length=1)
+    #: The controller's interface on this LAN (detected by `task configure`); None = find it by subnet.
+    interface: str | None = None
+
+
+class Machine(_Strict):
+    """One bare-metal node."""
+
+    name: Hostname
+    mac: Mac
+    ip: ipaddress.IPv4Address
+    disk: Annotated[str, AfterValidator(_disk)] = "/dev/sda"
+    role: Literal["server", "agent"] = "server"
+    arch: Literal["amd64", "arm64"] = "amd64"
+
+
+class K3s(_Strict):
+    version: Annotated[str, AfterValidator(_k3s_version)] = "v1.33.5+k3s1"
+    #: A free address on the LAN for the Kubernetes API (kube-vip); None = the first server's address.
+    api_vip: ipaddress.IPv4Address | None = None
+    #: Addresses for LoadBalancer Services (k3s ServiceLB / MetalLB pool), "first-last" on the LAN.
+    lb_pool: str | None = None
+
+
+class Site(_Strict):
+    """The whole site file."""
+
+    domain: Domain = "home.arpa"
+    timezone: str = "Etc/UTC"
+    lan: Lan
+    ssh_keys: list[Annotated[str, AfterValidator(_ssh_key)]] = Field(min_length=1)
+    k3s: K3s = K3s()
+    machines: list[Machine] = Field(default_factory=list)
+
+    def machine_by_mac(self, mac: str) -> Machine | None:
+        wanted = normalise_mac(mac)
+        return next((m for m in self.machines if m.mac == wanted), None)
+
+    @property
+    def first_server(self) -> Machine | None:
+        return next((m for m in self.machines if m.role == "server"), None)
+
+    def lb_pool_range(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address] | None:
+        if self.k3s.lb_pool is None:
+            return None
+        first, _, last = self.k3s.lb_pool.partition("-")
+        return ipaddress.IPv4Address(first.strip()), ipaddress.IPv4Address(last.strip())
+
+
+def _field(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def site_problems(site: Site) -> list[tuple[str, str]]:
+    """Checks that span fields: unique names/MACs/IPs, addresses inside the subnet, a first server."""
+    problems: list[tuple[str, str]] = []
+    subnet = site.lan.subnet
+    if site.lan.gateway not in subnet:
+        problems.append(("lan.gateway", f"{site.lan.gateway} is outside lan.subnet {subnet}"))
+    seen: dict[str, dict[object, int]] = {"name": {}, "mac": {}, "ip": {}}
+    for index, machine in enumerate(site.machines):
+        for key in ("name", "mac", "ip"):
+            value = getattr(machine, key)
+            if value in seen[key]:
+                problems.append(
+                    (f"machines[{index}].{key}", f"{value} is already used by machines[{seen[key][value]}]")
+                )
+            else:
+                seen[key][value] = index
+        if machine.ip not in subnet:
+            problems.append((f"machines[{index}].ip", f"{machine.ip} is outside lan.subnet {subnet}"))
+        elif machine.ip in (subnet.network_address, subnet.broadcast_address, site.lan.gateway):
+            problems.append((f"machines[{index}].ip", f"{machine.ip} is the subnet's network, broadcast or gateway"))
+    if site.machines and site.first_server is None:
+        problems.append(("machines", "no machine has role server: the first server initialises the cluster"))
+    if site.k3s.api_vip is not None:
+        if site.k3s.api_vip not in subnet:
+            problems.append(("k3s.api_vip", f"{site.k3s.api_vip} is outside lan.subnet {subnet}"))
+        elif site.k3s.api_vip in seen["ip"]:
+            problems.append(("k3s.api_vip", f"{site.k3s.api_vip} is already a machine's address"))
+    if site.k3s.lb_pool is not None:
+        try:
+            pool = site.lb_pool_range()
+        except ValueError:
+            problems.append(("k3s.lb_pool", "not an address range such as 192.168.1.50-192.168.1.70"))
+        else:
+            assert pool is not None
+            first, last = pool
+            if first not in subnet or last not in subnet or first > last:
+                problems.append(("k3s.lb_pool", f"{site.k3s.lb_pool} is not an ascending range inside {subnet}"))
+            elif any(first <= ip <= last for ip in seen["ip"] if isinstance(ip, ipaddress.IPv4Address)):
+                problems.append(("k3s.lb_pool", "overlaps a machine's address"))
+    return problems
+
+
+def parse_site(data: Any, source: str = "site file") -> Site:
+    """Validate already-parsed YAML; raise :class:`SiteError` listing every problem."""
+    if not isinstance(data, dict):
+        raise SiteError(source, [("(top level)", "the site file must be a YAML mapping")])
+    try:
+        site = Site.model_validate(data)
+    except ValidationError as exc:
+        raise SiteError(source, [(_field(e["loc"]), _message(dict(e))) for e in exc.errors()]) from None
+    problems = site_problems(site)
+    if problems:
+        raise SiteError(source, problems)
+    return site
+
+
+def load_site(path: str | Path) -> Site:
+    """Read and validate the site file at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SiteError(str(file), [("(file)", "not found; create it with `./task configure`")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SiteError(str(file), [("(yaml)", str(exc).replace("\n", " "))]) from None
+    return parse_site(data, str(file))

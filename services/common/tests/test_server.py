@@ -1,0 +1,76 @@
+"""The shared gunicorn runner really serves an app: one worker, threads, JSON request logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+APP = """
+from flask import Flask
+from homelab_common.logs import configure_logging
+from homelab_common.server import serve
+from homelab_common.web import install_observability
+
+def create_app() -> Flask:
+    app = Flask("demo")
+    install_observability(app, "demo")
+    return app
+
+if __name__ == "__main__":
+    configure_logging("demo")
+    serve(create_app, service="demo")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_serve_runs_the_app_under_gunicorn(tmp_path: Path) -> None:
+    script = tmp_path / "demo_app.py"
+    script.write_text(APP)
+    port = free_port()
+    env = {**os.environ, "HOMELAB_HTTP_BIND": f"127.0.0.1:{port}"}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        body = None
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    body = json.loads(response.read())
+            except OSError:
+                assert proc.poll() is None, "the server exited early"
+                time.sleep(0.2)
+        assert body == {"status": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            assert response.status == 200
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert all(line["service"] == "demo" for line in lines)
+    assert any("Booting worker" in line["msg"] for line in lines)
+    assert any("gthread" in line["msg"] for line in lines)
+    assert not any(line.get("path") == "/readyz" for line in lines), "probe requests are logged at debug only"
+
+
+@pytest.mark.parametrize("name", ["bind", "workers", "worker_class", "threads"])
+def test_gunicorn_options_come_from_the_shared_config(name: str) -> None:
+    from homelab_common import gunicorn_conf
+    from homelab_common.server import gunicorn_options
+
+    assert gunicorn_options()[name] == getattr(gunicorn_conf, name)
+    assert gunicorn_options(workers=1)["workers"] == 1

@@ -1,0 +1,104 @@
+"""The site file model: the example passes; every kind of mistake is named by its field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from homelab_common.site import SiteError, load_site, normalise_mac, parse_site
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHn0dWkYkYf7bYV3N2W5r7mB0wq1eHj2sH0o8s5s2Jx1 admin@laptop"
+GOOD: dict[str, Any] = {
+    "domain": "home.arpa",
+    "timezone": "Europe/Berlin",
+    "lan": {"subnet": "10.77.0.0/24", "gateway": "10.77.0.1", "dns": ["10.77.0.1"]},
+    "ssh_keys": [KEY],
+    "k3s": {"version": "v1.33.5+k3s1", "api_vip": "10.77.0.40", "lb_pool": "10.77.0.50-10.77.0.70"},
+    "machines": [
+        {"name": "node1", "mac": "52:54:00:00:00:01", "ip": "10.77.0.11", "disk": "/dev/vda"},
+        {"name": "node2", "mac": "52-54-00-00-00-02", "ip": "10.77.0.12", "role": "agent"},
+    ],
+}
+
+
+def problems_of(data: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(SiteError) as info:
+        parse_site(data)
+    return dict(info.value.problems)
+
+
+def test_good_site_loads_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    site = load_site(path)
+    assert site.machines[1].mac == "52:54:00:00:00:02"
+    assert site.machines[1].disk == "/dev/sda"
+    assert site.first_server is not None
+    assert site.first_server.name == "node1"
+    assert site.machine_by_mac("5254.0000.0009") is None
+    assert site.machine_by_mac("525400000001") == site.machines[0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("52-54-00-AB-CD-EF", "52:54:00:ab:cd:ef"),
+        ("5254.00ab.cdef", "52:54:00:ab:cd:ef"),
+        ("525400abcdef", "52:54:00:ab:cd:ef"),
+    ],
+)
+def test_mac_notations_normalise(raw: str, expected: str) -> None:
+    assert normalise_mac(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["52:54:00:ab:cd", "zz:54:00:ab:cd:ef", "52:54:00:ab:cd:ef:01", "52 54 00 ab cd ef"])
+def test_bad_macs_are_rejected(raw: str) -> None:
+    with pytest.raises(ValueError, match="not a MAC address"):
+        normalise_mac(raw)
+
+
+def test_bad_mac_is_named_by_its_position() -> None:
+    data = copy.deepcopy(GOOD)
+    data["machines"][1]["mac"] = "not-a-mac"
+    assert problems_of(data) == {"machines[1].mac": "not a MAC address"}
+
+
+def test_duplicates_and_addresses_outside_the_subnet_are_all_reported() -> None:
+    data = copy.deepcopy(GOOD)
+    data["machines"].append({"name": "node1", "mac": "52:54:00:00:00:01", "ip": "10.99.0.5"})
+    found = problems_of(data)
+    assert "already used by machines[0]" in found["machines[2].name"]
+    assert "already used by machines[0]" in found["machines[2].mac"]
+    assert "outside lan.subnet" in found["machines[2].ip"]
+
+
+def test_typo_in_a_key_is_rejected() -> None:
+    data = copy.deepcopy(GOOD)
+    data["machines"][0]["rol"] = "agent"
+    assert "machines[0].rol" in problems_of(data)
+
+
+def test_no_server_and_a_bad_pool_are_named() -> None:
+    data = copy.deepcopy(GOOD)
+    for machine in data["machines"]:
+        machine["role"] = "agent"
+    data["k3s"]["lb_pool"] = "10.77.0.70-10.77.0.50"
+    found = problems_of(data)
+    assert "no machine has role server" in found["machines"]
+    assert "ascending range" in found["k3s.lb_pool"]
+
+
+def test_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
+    with pytest.raises(SiteError, match="task configure"):
+        load_site(tmp_path / "absent.yaml")
+
+
+def test_yaml_syntax_error_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text("lan: [unclosed\n")
+    with pytest.raises(SiteError, match=r"\(yaml\)"):
+        load_site(path)

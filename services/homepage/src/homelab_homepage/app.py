@@ -178,13 +178,13 @@ class Homepage:
                 part.stop()
 
 
-def _send(rendered: Rendered, mimetype: str, etag: str | None = None) -> Response:
+def _send(rendered: Rendered, mimetype: str, etag: str | None = None, compress: bool = True) -> Response:
     """Serve prebuilt bytes, gzipped when the client accepts it; 304 when the client already has them."""
     if etag is not None and request.if_none_match.contains(etag):
         response = Response(status=304)
         response.set_etag(etag)
         return response
-    if "gzip" in (request.headers.get("Accept-Encoding") or ""):
+    if compress and "gzip" in (request.headers.get("Accept-Encoding") or ""):
         response = Response(rendered.gzipped, mimetype=mimetype)
         response.headers["Content-Encoding"] = "gzip"
     else:
@@ -317,7 +317,7 @@ def _install_routes(app: Flask, homepage: Homepage) -> None:
     def list_apps(query: AppsQuery) -> AppList | Response:
         snapshot = catalog.snapshot
         if not query.q.strip() and query.group is None and query.status is None:
-            return _send(snapshot.apps_json, "application/json")
+            return _send(snapshot.apps_json, "application/json", compress=False)
         model = snapshot.model
         cards = [
             c

@@ -50,10 +50,10 @@ class HttpProber:
         started = time.perf_counter()
         try:
             response = self._pool.request("HEAD", url, redirect=False, preload_content=False)
-            response.release_conn()
+            response.drain_conn()  # a HEAD answer has no body: the connection goes back to the pool
             if response.status > 403:
                 response = self._pool.request("GET", url, redirect=False, preload_content=False)
-                response.release_conn()
+                response.close()  # the status is all we need; never read a body of unknown size
         except urllib3.exceptions.HTTPError as exc:
             latency = (time.perf_counter() - started) * 1000
             return ProbeResult(url, False, None, round(latency, 1), _describe(exc), time.time())
@@ -64,12 +64,13 @@ class HttpProber:
 def _describe(exc: Exception) -> str:
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason  # type: ignore[assignment]
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
-        return "timed out"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return "connection refused or unreachable"
+    # NameResolutionError and NewConnectionError subclass ConnectTimeoutError in urllib3 2: test them first.
     if isinstance(exc, urllib3.exceptions.NameResolutionError):
         return "name does not resolve"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return "connection refused or unreachable"
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
+        return "timed out"
     if isinstance(exc, urllib3.exceptions.SSLError):
         return "TLS error"
     return type(exc).__name__

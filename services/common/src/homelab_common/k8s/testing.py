@@ -1,0 +1,351 @@
+"""An HTTP-level Kubernetes API for tests: kmock's emulator, made a little more like the real server.
+
+There is no API server on the development machines, so Kubernetes-facing code is tested through the real
+`kubernetes` client against kmock's ``KubernetesEmulator`` served on 127.0.0.1 from a background event loop.
+kmock 0.8 keeps no resourceVersions, has no PUT (replace), ignores ``timeoutSeconds`` and answers 404 when
+listing a resource it has no objects of; the subclass below adds exactly those, because leader election
+(optimistic concurrency), watch restarts and informers on empty resources depend on them.
+
+Failures are injected on the server, so the code under test sees what it would see from a real cluster:
+HTTP error statuses, a 410 ERROR event inside a watch stream, slow replies, and refused connections.
+
+Use in a service's tests (kmock is a dev dependency; this module is never imported by production code)::
+
+    from homelab_common.k8s.testing import kube  # noqa: F401  (a pytest fixture)
+
+    def test_something(kube: KubeEmulator) -> None:
+        api = kubernetes.client.CoreV1Api(kube.api_client())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import aiohttp.web
+import kubernetes.client
+import pytest
+
+__all__ = ["KubeEmulator", "kube", "wait_for"]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> None:
+    """Poll until ``predicate()`` is truthy; fail the test after a generous timeout instead of hanging."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate!r}")
+        time.sleep(interval)
+
+
+def _action_name(request: Any) -> str | None:
+    return None if request.action is None else str(request.action.value).lower()
+
+
+@dataclass
+class _Fault:
+    action: str | None  # kmock action name (list, watch, fetch, create, update, delete) or "replace"
+    plural: str | None
+    times: int
+    status: int | None = None  # answer with this HTTP status
+    watch_gone: bool = False  # answer a watch with an ERROR event carrying 410, then end the stream
+    delay: float = 0.0  # hold the reply this long before serving it normally
+
+
+def _make_emulator_class() -> type[Any]:
+    """Build the emulator subclass on first use, so importing this module does not import kmock."""
+    import kmock
+
+    reads = (kmock.action.LIST, kmock.action.WATCH, kmock.action.FETCH)
+
+    class _Emulator(kmock.KubernetesEmulator):
+        def __attrs_post_init__(self) -> None:
+            super().__attrs_post_init__()
+            self.rv_counter = 0
+            self.faults: list[_Fault] = []
+            self.write_lock = asyncio.Lock()
+
+        def _next_rv(self) -> str:
+            self.rv_counter += 1
+            return str(self.rv_counter)
+
+        def _take_fault(self, request: Any) -> _Fault | None:
+            action = "replace" if request.method == "PUT" else _action_name(request)
+            plural = request.resource.plural if request.resource is not None else None
+            for fault in self.faults:
+                if fault.action not in (None, action) or fault.plural not in (None, plural):
+                    continue
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+                return fault
+            return None
+
+        async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+            fault = self._take_fault(request) if request.resource is not None else None
+            if fault is not None:
+                if fault.delay:
+                    await asyncio.sleep(fault.delay)
+                if fault.status is not None:
+                    raise kmock.KubernetesError(status=fault.status, reason="Injected", message="injected fault")
+                if fault.watch_gone:
+                    gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410}
+                    gone |= {"reason": "Expired", "message": "too old resource version"}
+                    line = json.dumps({"type": "ERROR", "object": gone}) + "\n"
+                    return aiohttp.web.Response(text=line, content_type="application/json")
+            if request.resource is None or request.action in reads:
+                return await super()._handle(request)
+            # Writes are serialised so that a resourceVersion check and the write it guards are atomic.
+            async with self.write_lock:
+                if request.method == "PUT" and request.name is not None:
+                    return await self._replace(request)
+                self._prepare_write(request)
+                return await super()._handle(request)
+
+        def _stored(self, request: Any) -> Any:
+            key = (request.resource, request.namespace, request.name)
+            if key not in self.objects or self.objects[key].deleted:
+                raise kmock.KubernetesObjectNotFoundError()
+            return self.objects[key]
+
+        def _check_rv(self, request: Any, stored: Any) -> None:
+            wanted = ((request.data or {}).get("metadata") or {}).get("resourceVersion")
+            current = stored.raw.get("metadata", {}).get("resourceVersion")
+            if wanted and wanted != current:
+                raise kmock.KubernetesError(
+                    status=409, reason="Conflict", message="the object has been modified; retry"
+                )
+
+        def _prepare_write(self, request: Any) -> None:
+            if not isinstance(request.data, dict):
+                return
+            if request.action not in (kmock.action.CREATE, kmock.action.UPDATE):
+                return
+            meta = request.data.setdefault("metadata", {})
+            if request.action == kmock.action.CREATE:
+                if request.namespace and not meta.get("namespace"):
+                    meta["namespace"] = request.namespace
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            elif request.action == kmock.action.UPDATE:
+                self._check_rv(request, self._stored(request))
+            meta["resourceVersion"] = self._next_rv()
+
+        async def _replace(self, request: Any) -> aiohttp.web.StreamResponse:
+            stored = self._stored(request)
+            self._check_rv(request, stored)
+            new = dict(request.data)
+            meta = dict(new.get("metadata") or {})
+            old_meta = stored.raw.get("metadata", {})
+            for field in ("uid", "creationTimestamp", "namespace", "name"):
+                if field in old_meta:
+                    meta[field] = old_meta[field]
+            meta["resourceVersion"] = self._next_rv()
+            new["metadata"] = meta
+            async with self._lock:
+                stored.history.append(new)
+                await self._buses[request.resource].put({"type": "MODIFIED", "object": stored.raw})
+            return aiohttp.web.json_response(stored.raw)
+
+        async def _serve_list(self, request: Any) -> Any:
+            try:
+                result = cast(dict[str, Any], await super()._serve_list(request))
+            except kmock.KubernetesResourceNotFoundError:
+                result = {"items": []}  # a real server lists a known resource with no objects as empty
+            result["metadata"] = {"resourceVersion": str(self.rv_counter)}
+            return result
+
+        async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
+            # kmock replays every stored object as ADDED; a real server only sends what is newer than the
+            # resourceVersion asked for, and ends the stream after timeoutSeconds.
+            since = request.params.get("resourceVersion", "")
+            since_rv = int(since) if since.isdigit() else 0
+            timeout = float(request.params.get("timeoutSeconds") or 0) or None
+            deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+            events = aiter(super()._serve_watch(request))
+            try:
+                while True:
+                    remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+                    if remaining is not None and remaining <= 0:
+                        return
+                    try:
+                        event = await asyncio.wait_for(anext(events), remaining)
+                    except (TimeoutError, StopAsyncIteration):
+                        return
+                    if isinstance(event, dict) and event.get("type") == "ADDED" and since_rv:
+                        rv = str(event["object"].get("metadata", {}).get("resourceVersion", ""))
+                        if rv.isdigit() and int(rv) <= since_rv:
+                            continue
+                    yield event
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+
+    return _Emulator
+
+
+class KubeEmulator:
+    """A kmock Kubernetes emulator listening on 127.0.0.1, driven from a background event-loop thread.
+
+    Tests run the code under test in ordinary threads (as production does), so the emulator cannot share
+    their thread; everything that touches its state goes through ``_call`` onto its own loop.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="kube-emulator", daemon=True)
+        self._emulator: Any = None
+        self._runner: aiohttp.web.ServerRunner | None = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> KubeEmulator:
+        self._thread.start()
+        self._call(self._astart())
+        return self
+
+    def stop(self) -> None:
+        self._call(self._astop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+    def __enter__(self) -> KubeEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _astart(self) -> None:
+        self._emulator = _make_emulator_class()()
+        await self._emulator.__aenter__()
+        await self._listen()
+
+    async def _astop(self) -> None:
+        await self._unlisten()
+        await self._emulator.__aexit__(None, None, None)
+        # Watches still streaming to clients that never closed them would be destroyed mid-flight.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        runner = aiohttp.web.ServerRunner(aiohttp.web.Server(self._emulator), shutdown_timeout=0.1)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        if not self.port:
+            server = site._server
+            assert isinstance(server, asyncio.Server)
+            self.port = server.sockets[0].getsockname()[1]
+        self._runner = runner
+
+    async def _unlisten(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _call(self, coro: Any) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout=60)
+
+    # -- clients ---------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        """A real client for the code under test; few urllib3 retries so refused connections surface."""
+        config = kubernetes.client.Configuration(host=self.url)
+        config.retries = 1
+        return kubernetes.client.ApiClient(config)
+
+    # -- state -----------------------------------------------------------------------------------------
+
+    def objects(self, resource: str, namespace: str | None = None) -> dict[str, dict[str, Any]]:
+        """Live objects of a resource (``"v1/pods"``, ``"events.k8s.io/v1/events"``) by namespace/name."""
+
+        async def snapshot() -> dict[str, dict[str, Any]]:
+            import kmock
+
+            wanted = kmock.resource(resource)
+            found: dict[str, dict[str, Any]] = {}
+            async with self._emulator._lock:
+                for (res, ns, name), obj in self._emulator.objects.items():
+                    if res == wanted and not obj.deleted and namespace in (None, ns):
+                        found[f"{ns}/{name}" if ns else name] = obj.raw
+            return found
+
+        result: dict[str, dict[str, Any]] = self._call(snapshot())
+        return result
+
+    def request_params(self, action: str, plural: str | None = None) -> list[dict[str, str]]:
+        """Query parameters of the requests of a kind (``"list"``, ``"watch"``, ...) answered so far."""
+
+        async def collect() -> list[dict[str, str]]:
+            return [
+                dict(request.params)
+                for request in list(self._emulator)
+                if _action_name(request) == action
+                and (plural is None or (request.resource is not None and request.resource.plural == plural))
+            ]
+
+        result: list[dict[str, str]] = self._call(collect())
+        return result
+
+    def request_count(self, action: str, plural: str | None = None) -> int:
+        return len(self.request_params(action, plural))
+
+    # -- faults ----------------------------------------------------------------------------------------
+
+    def fail(self, action: str | None, plural: str | None, status: int = 500, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with an HTTP error (e.g. 500, or 410 on a watch)."""
+        self._add_fault(_Fault(action, plural, times, status=status))
+
+    def expire_watch(self, plural: str | None, times: int = 1) -> None:
+        """End the next watch with an ERROR event of code 410, as a server does when its history is gone."""
+        self._add_fault(_Fault("watch", plural, times, watch_gone=True))
+
+    def delay(self, action: str | None, plural: str | None, seconds: float, times: int = 1) -> None:
+        """Hold the next matching replies (a stalled server, seen by the client as a timeout)."""
+        self._add_fault(_Fault(action, plural, times, delay=seconds))
+
+    def pending_faults(self) -> int:
+        async def count() -> int:
+            return len(self._emulator.faults)
+
+        result: int = self._call(count())
+        return result
+
+    def _add_fault(self, fault: _Fault) -> None:
+        async def add() -> None:
+            self._emulator.faults.append(fault)
+
+        self._call(add())
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        """Stop listening and drop open connections (clients get "connection refused"), then come back."""
+        self._call(self._unlisten())
+        try:
+            yield
+        finally:
+            self._call(self._listen())
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeEmulator]:
+    """A fresh, empty emulated Kubernetes API per test."""
+    with KubeEmulator() as emulator:
+        yield emulator

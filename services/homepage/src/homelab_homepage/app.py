@@ -205,8 +205,14 @@ def _query_text() -> str:
     return query
 
 
-def create_app(settings: Settings | None = None, *, prober: Prober | None = None, start: bool = True) -> Flask:
-    """Build the app; with ``start`` the background threads run (tests may pass False and drive them)."""
+def create_app(
+    settings: Settings | None = None, *, prober: Prober | None = None, api_client: Any = None, start: bool = True
+) -> Flask:
+    """Build the app; with ``start`` the background threads run (tests may pass False and drive them).
+
+    ``api_client`` is the Kubernetes client to watch through (default: from the pod's service account or the
+    kubeconfig, see homelab_common.k8s.load_client).
+    """
     from homelab_common.settings import load_settings
 
     settings = settings or load_settings(Settings)
@@ -263,7 +269,10 @@ def create_app(settings: Settings | None = None, *, prober: Prober | None = None
     if settings.kubernetes and start:
         from homelab_homepage.kube import KubeSource
 
-        homepage.kube = KubeSource.from_settings(settings, catalog)
+        if api_client is None:
+            homepage.kube = KubeSource.from_settings(settings, catalog)
+        else:
+            homepage.kube = KubeSource(api_client, catalog, resync_seconds=settings.resync_seconds)
 
     _install_routes(app, homepage)
     install_observability(app, "homepage")

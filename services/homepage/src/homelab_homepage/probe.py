@@ -63,7 +63,7 @@ class HttpProber:
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason  # type: ignore[assignment]
+        exc = exc.reason
     # NameResolutionError and NewConnectionError subclass ConnectTimeoutError in urllib3 2: test them first.
     if isinstance(exc, urllib3.exceptions.NameResolutionError):
         return "name does not resolve"

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from homelab_homepage.catalog import Catalog
-from homelab_homepage.core import Diagnostic, apps_from_static
+from homelab_homepage.core import AppSpec, Diagnostic, apps_from_static
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class StaticList:
         self._catalog = catalog
         self._poll = poll_seconds
         self._stamp: tuple[int, int] | None = None
-        self._last_good: list = []  # type: ignore[type-arg]
+        self._last_good: list[AppSpec] = []
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -23,6 +23,7 @@ from homelab_homepage.core import (
     slim_ingress,
     slim_pod,
     slim_service,
+    trim,
 )
 
 
@@ -272,3 +273,21 @@ def test_search_needs_every_term_in_any_field() -> None:
     assert not matches(git, "gitea media")
     groups = order_groups([git, card("Plex", "Media")], {}, {})
     assert [g.name for g in filter_groups(groups, "plex")] == ["Media"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj", "slim"),
+    [
+        ("ingress", ingress("a", host="a.lan", tls=True, annotations=homepage()), slim_ingress),
+        ("pod", pod("p", {"app": "web"}, True), slim_pod),
+        ("slice", endpoint_slice("web", [True, False], terminating=1), slim_endpoint_slice),
+        ("service", service("web", type_="ExternalName"), slim_service),
+    ],
+)
+def test_trimmed_objects_read_the_same_as_whole_ones(kind: str, obj: dict, slim) -> None:  # type: ignore[no-untyped-def, type-arg]
+    whole = obj | {"metadata": obj["metadata"] | {"managedFields": [{"manager": "kubectl"}], "uid": "u"}}
+    trimmed = trim(kind, whole)
+    assert slim(trimmed) == slim(whole)
+    assert "managedFields" not in trimmed["metadata"]
+    with pytest.raises(ValueError, match="unknown kind"):
+        trim("node", whole)

@@ -8,6 +8,7 @@ Read-only: the chart's ClusterRole grants list/watch on exactly these four kinds
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from homelab_homepage.core import (
     slim_ingress,
     slim_pod,
     slim_service,
+    trim,
 )
 from homelab_homepage.settings import Settings
 
@@ -40,6 +42,61 @@ SLIMMERS: dict[Kind, Slimmer] = {
 }
 
 
+PATHS: dict[Kind, str] = {
+    "ingress": "/apis/networking.k8s.io/v1/ingresses",
+    "slice": "/apis/discovery.k8s.io/v1/endpointslices",
+    "pod": "/api/v1/pods",
+    "service": "/api/v1/services",
+}
+
+
+def lister(api: kubernetes.client.ApiClient, path: str) -> Callable[..., Any]:
+    """List (or watch) every object at ``path`` through the official client's ApiClient, as plain JSON dicts.
+
+    Why not ``CoreV1Api(api).list_pod_for_all_namespaces``: in kubernetes 35+ every generated API method is
+    wrapped in pydantic's ``validate_call``, and importing CoreV1Api alone builds ~400 validators (about 80 MB
+    resident); the models built for every Pod cost more again. The ApiClient still does the configuration,
+    authentication (the service account token) and TLS; the watch hands dicts over because this function's
+    signature names no model type; the informer's transform then keeps a few fields of each.
+    """
+
+    def call(
+        *,
+        watch: bool = False,
+        resource_version: str | None = None,
+        timeout_seconds: int | None = None,
+        allow_watch_bookmarks: bool | None = None,
+        _request_timeout: Any = None,
+        _preload_content: bool = True,
+    ) -> Any:
+        query: list[tuple[str, Any]] = []
+        if watch:
+            query.append(("watch", True))
+        if resource_version is not None:
+            query.append(("resourceVersion", resource_version))
+        if timeout_seconds is not None:
+            query.append(("timeoutSeconds", timeout_seconds))
+        if allow_watch_bookmarks is not None:
+            query.append(("allowWatchBookmarks", allow_watch_bookmarks))
+        request = api.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )  # fmt: skip
+        response = api.call_api(*request, _request_timeout=_request_timeout)
+        if not 200 <= response.status <= 299:
+            response.read()  # type: ignore[no-untyped-call]
+            raise kubernetes.client.ApiException.from_response(http_resp=response, body=None, data=None)
+        if watch or not _preload_content:
+            return response.response  # the urllib3 response, streamed by kubernetes.watch
+        try:
+            return json.loads(response.read())  # type: ignore[no-untyped-call]
+        finally:
+            response.response.release_conn()
+
+    call.__name__ = "list_" + path.rsplit("/", 1)[-1]
+    return call
+
+
 class KubeSource:
     def __init__(
         self,
@@ -52,23 +109,15 @@ class KubeSource:
     ) -> None:
         self._catalog = catalog
         self._sanitize: Callable[[Any], Any] = api.sanitize_for_serialization
-        networking = kubernetes.client.NetworkingV1Api(api)
-        discovery = kubernetes.client.DiscoveryV1Api(api)
-        core = kubernetes.client.CoreV1Api(api)
-        lists: dict[Kind, Callable[..., Any]] = {
-            "ingress": networking.list_ingress_for_all_namespaces,
-            "slice": discovery.list_endpoint_slice_for_all_namespaces,
-            "pod": core.list_pod_for_all_namespaces,
-            "service": core.list_service_for_all_namespaces,
-        }
         self.informers: dict[Kind, Informer] = {}
-        for kind, list_func in lists.items():
+        for kind, path in PATHS.items():
             informer = Informer(
-                list_func,
+                lister(api, path),
                 name=f"homepage-{kind}",
                 resync_period=resync_seconds,
                 backoff=backoff(),
                 request_timeout=request_timeout,
+                transform=self._trimmer(kind),
             )
             informer.add_handler(self._handler(kind))
             self.informers[kind] = informer
@@ -78,6 +127,12 @@ class KubeSource:
     @classmethod
     def from_settings(cls, settings: Settings, catalog: Catalog) -> KubeSource:
         return cls(load_client(settings.kubeconfig), catalog, resync_seconds=settings.resync_seconds)
+
+    def _trimmer(self, kind: Kind) -> Callable[[Any], dict[str, Any]]:
+        def transform(obj: Any) -> dict[str, Any]:
+            return trim(kind, obj if isinstance(obj, Mapping) else self._sanitize(obj))
+
+        return transform
 
     def _handler(self, kind: Kind) -> Callable[[Change], None]:
         slim = SLIMMERS[kind]

@@ -59,6 +59,7 @@ def populate(catalog: Catalog) -> None:
     feed(catalog, "evil", [True], name="Notes " + XSS, group="Media", description=XSS)
     feed(catalog, "argocd", [True], name="Argo CD", group="Platform", description="GitOps", icon="si-argo")
     feed(catalog, "authentik", [True, True, True], name="Authentik", group="Platform", description="Single sign-on")
+    feed(catalog, "wiki", [True], name="Wiki", group="Documents", description="Notes", gorup="Docs", icon="wiki.png")
     apps, _ = apps_from_static(
         [{"Network": [{"Router": {"href": "http://192.168.1.1/", "icon": "mdi-router-network",
                                   "description": "Home router"}},
@@ -109,7 +110,7 @@ def test_page_lists_apps_by_group_in_weight_order_with_health(page: Any, served:
     url, _ = served
     page.goto(url)
     groups = page.locator("section.group").evaluate_all("sections => sections.map(s => s.dataset.group)")
-    assert groups == ["Development", "Media", "Observability", "Platform", "Network"]
+    assert groups == ["Development", "Documents", "Media", "Observability", "Platform", "Network"]
     assert visible_names(page)[:3] == ["Gitea", "Registry", "Woodpecker"]
     registry = page.locator('li[data-id="ingress/apps/registry"]')
     assert registry.get_attribute("data-status") == "degraded"
@@ -135,7 +136,7 @@ def test_search_filters_as_you_type(page: Any, served: tuple[str, Flask]) -> Non
     expect(page.locator("li.card:visible")).to_have_count(0)
     assert page.locator("#no-match").is_visible()
     page.locator("#q").fill("")
-    expect(page.locator("li.card:visible")).to_have_count(13)
+    expect(page.locator("li.card:visible")).to_have_count(14)
 
 
 def test_search_works_without_javascript(browser: Any, served: tuple[str, Flask]) -> None:
@@ -204,3 +205,49 @@ def test_page_follows_cluster_changes_without_a_reload(page: Any, served: tuple[
     expect(card).to_have_attribute("data-status", "up")
     catalog.apply("ingress", "apps/nextcloud", None)
     card.wait_for(state="detached")
+
+
+def test_diagnostics_view_lists_the_mistakes(page: Any, served: tuple[str, Flask]) -> None:
+    url, _ = served
+    page.goto(url)
+    assert page.locator(".diag-link .badge").inner_text() == "2"
+    page.locator(".diag-link").click()
+    page.wait_for_url("**/diagnostics")
+    rows = page.locator("table.diagnostics tbody tr").all_inner_texts()
+    assert any("did you mean gethomepage.dev/group?" in row for row in rows)
+    assert any("wiki.png" in row for row in rows)
+    page.screenshot(path=str(ARTIFACTS / "homepage-diagnostics.png"))
+
+
+def test_page_follows_the_cluster_through_the_emulator(browser: Any) -> None:
+    """The whole path: real client → emulator → watch caches → prebuilt page → the browser's live refresh."""
+    import kubernetes.client
+
+    from homelab_common.k8s.testing import KubeEmulator
+
+    with KubeEmulator() as kube:
+        api = kube.api_client()
+        settings = Settings(kubernetes=True, href_check_interval_seconds=0, refresh_seconds=1)
+        app = create_app(settings, api_client=kube.api_client())
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        page = browser.new_page()
+        try:
+            page.goto(f"http://127.0.0.1:{server.server_port}/")
+            kubernetes.client.CoreV1Api(api).create_namespaced_service("apps", service("gitea"))
+            slices = kubernetes.client.DiscoveryV1Api(api)
+            slices.create_namespaced_endpoint_slice("apps", endpoint_slice("gitea", [True]))
+            ingresses = kubernetes.client.NetworkingV1Api(api)
+            ingresses.create_namespaced_ingress(
+                "apps", ingress("gitea", host="git.lan", annotations=homepage(name="Gitea"))
+            )
+            card = page.locator('li[data-id="ingress/apps/gitea"]')
+            expect(card).to_have_attribute("data-status", "up")
+            slices.replace_namespaced_endpoint_slice("gitea-abcde", "apps", endpoint_slice("gitea", [False]))
+            expect(card).to_have_attribute("data-status", "down")
+            ingresses.delete_namespaced_ingress("gitea", "apps")
+            expect(card).to_have_count(0)
+        finally:
+            page.close()
+            server.shutdown()
+            parts(app).stop()

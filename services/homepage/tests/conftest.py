@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from homepage_factories import parts
 
-from homelab_homepage.app import Homepage, create_app
+from homelab_homepage.app import create_app
 from homelab_homepage.settings import Settings
 
 
@@ -82,8 +83,3 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     yield make
     for app in made:
         parts(app).stop()
-
-
-def parts(app: Flask) -> Homepage:
-    homepage: Homepage = app.extensions["homepage"]
-    return homepage

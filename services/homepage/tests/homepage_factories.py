@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from homelab_homepage.app import Homepage
+
+
+def parts(app: Flask) -> Homepage:
+    """The service's parts (catalog, probes, watches) behind an app made by create_app."""
+    homepage: Homepage = app.extensions["homepage"]
+    return homepage
 
 
 def ingress(

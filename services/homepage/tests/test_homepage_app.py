@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import parts
 from flask import Flask
-from homepage_factories import endpoint_slice, homepage, ingress, service
+from homepage_factories import endpoint_slice, homepage, ingress, parts, service
 from hypothesis import HealthCheck, settings
 
 from homelab_common.testing import api_schema

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import parts
 from flask import Flask
-from homepage_factories import endpoint_slice, homepage, ingress, service
+from homepage_factories import endpoint_slice, homepage, ingress, parts, service
 from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 

@@ -11,9 +11,8 @@ from typing import Any
 
 import kubernetes.client
 import pytest
-from conftest import parts
 from flask import Flask
-from homepage_factories import endpoint_slice, homepage, ingress, pod, service
+from homepage_factories import endpoint_slice, homepage, ingress, parts, pod, service
 
 from homelab_common.k8s.testing import KubeEmulator, kube, wait_for
 from homelab_homepage.app import create_app

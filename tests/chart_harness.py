@@ -392,13 +392,37 @@ def check_pod_security(docs: Iterable[Document]) -> list[str]:
     problems: list[str] = []
     for doc in docs:
         for base, pod in pod_templates(doc):
-            problems += [doc.where(p) for p in _pod_problems(base, pod, doc.kind in LONG_RUNNING)]
+            annotations = _template_annotations(doc)
+            problems += [doc.where(p) for p in _pod_problems(base, pod, doc.kind in LONG_RUNNING, annotations)]
     return problems
 
 
-def _pod_problems(base: str, pod: dict[str, Any], long_running: bool) -> Iterator[str]:
+def _template_annotations(doc: Document) -> dict[str, str]:
+    body = doc.body
+    if doc.kind == "Pod":
+        metadata = body.get("metadata") or {}
+    elif doc.kind == "CronJob":
+        job = ((body.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}
+        metadata = (job.get("template") or {}).get("metadata") or {}
+    else:
+        metadata = ((body.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return metadata.get("annotations") or {}
+
+
+#: The one reviewed way to run a pod as uid 0: the pod template names the reason in this annotation, and every
+#: container still drops ALL and adds nothing but NET_BIND_SERVICE (uid 0 with a single capability, no_new_privs,
+#: read-only root FS). A non-root process cannot get NET_BIND_SERVICE under allowPrivilegeEscalation=false (file
+#: capabilities are ignored with no_new_privs), and with hostNetwork the unprivileged-port sysctl is the node's.
+ROOT_REASON_ANNOTATION = "homelab.dev/runs-as-root-because"
+ROOT_ALLOWED_CAPABILITIES = {"NET_BIND_SERVICE"}
+
+
+def _pod_problems(base: str, pod: dict[str, Any], long_running: bool, annotations: dict[str, str]) -> Iterator[str]:
     psc = pod.get("securityContext") or {}
-    if psc.get("runAsNonRoot") is not True:
+    root_reason = (annotations.get(ROOT_REASON_ANNOTATION) or "").strip()
+    if root_reason:
+        yield from _root_exception_problems(base, pod)
+    elif psc.get("runAsNonRoot") is not True:
         yield f"{base}.securityContext.runAsNonRoot: must be true"
     if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
         yield f"{base}.securityContext.seccompProfile.type: must be RuntimeDefault"
@@ -414,12 +438,24 @@ def _pod_problems(base: str, pod: dict[str, Any], long_running: bool) -> Iterato
                 yield f"{where}.securityContext.privileged: must not be true"
             if "ALL" not in ((csc.get("capabilities") or {}).get("drop") or []):
                 yield f"{where}.securityContext.capabilities.drop: must contain ALL"
-            if csc.get("runAsUser") == 0 or (csc.get("runAsNonRoot") is False):
+            if not root_reason and (csc.get("runAsUser") == 0 or (csc.get("runAsNonRoot") is False)):
                 yield f"{where}.securityContext: must not run as root"
             if long_running and field_name == "containers":
                 for probe in ("livenessProbe", "readinessProbe"):
                     if not container.get(probe):
                         yield f"{where}.{probe}: required on a long-running container"
+
+
+def _root_exception_problems(base: str, pod: dict[str, Any]) -> Iterator[str]:
+    for field_name in ("initContainers", "containers"):
+        for container in pod.get(field_name) or []:
+            where = f"{base}.{field_name}[{container.get('name', '?')}]"
+            added = set(((container.get("securityContext") or {}).get("capabilities") or {}).get("add") or [])
+            if added - ROOT_ALLOWED_CAPABILITIES:
+                yield (
+                    f"{where}.securityContext.capabilities.add: a root pod ({ROOT_REASON_ANNOTATION}) may add only "
+                    f"{sorted(ROOT_ALLOWED_CAPABILITIES)}, not {sorted(added - ROOT_ALLOWED_CAPABILITIES)}"
+                )
 
 
 def find(docs: Iterable[Document], kind: str, name: str | None = None) -> list[Document]:

@@ -1,6 +1,12 @@
 """The validators on hand-written documents: what strict means for CRDs, kinds and metadata."""
 
-from chart_harness import Document, strict_openapi, validate_documents
+from chart_harness import (
+    ROOT_REASON_ANNOTATION,
+    Document,
+    check_pod_security,
+    strict_openapi,
+    validate_documents,
+)
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -80,3 +86,41 @@ def test_a_builtin_kind_under_a_foreign_group_is_unknown() -> None:
     doc = Document({"apiVersion": "networking.example.test/v1", "kind": "Ingress", "metadata": {"name": "i"}})
     [problem] = validate_documents([doc])
     assert "unknown kind Ingress" in problem
+
+
+def _root_deployment(annotations: dict[str, str], added: list[str]) -> Document:
+    container = {
+        "name": "main",
+        "image": "x",
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}},
+        "securityContext": {
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": added},
+        },
+    }
+    pod = {
+        "securityContext": {"runAsNonRoot": False, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+    }
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "pxe"},
+        "spec": {"template": {"metadata": {"annotations": annotations}, "spec": pod}},
+    }
+    return Document(body, chart="pxe", fixture="t")
+
+
+def test_root_pod_needs_its_reason_annotation() -> None:
+    problems = check_pod_security([_root_deployment({}, ["NET_BIND_SERVICE"])])
+    assert any("spec.template.spec.securityContext.runAsNonRoot: must be true" in p for p in problems)
+
+
+def test_root_pod_with_a_reason_may_add_only_net_bind_service() -> None:
+    reason = {ROOT_REASON_ANNOTATION: "binds UDP 67"}
+    assert check_pod_security([_root_deployment(reason, ["NET_BIND_SERVICE"])]) == []
+    problems = check_pod_security([_root_deployment(reason, ["NET_BIND_SERVICE", "NET_ADMIN"])])
+    assert len(problems) == 1
+    assert "may add only ['NET_BIND_SERVICE'], not ['NET_ADMIN']" in problems[0]

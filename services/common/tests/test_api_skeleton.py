@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from homelab_common.openapi import Api, Text
 from homelab_common.testing import api_schema
-from homelab_common.web import Conflict, NotFound, health, install_observability
+from homelab_common.web import Conflict, NotFound, health, install_observability, redact_paths
 
 
 class Item(BaseModel):
@@ -165,3 +165,35 @@ schema = schemathesis.pytest.from_fixture("demo_api")
 @settings(max_examples=30, suppress_health_check=list(HealthCheck), deadline=None)
 def test_demo_api_conforms_to_its_openapi(case: schemathesis.Case) -> None:
     case.call_and_validate()
+
+
+def test_request_log_redacts_secret_path_parameters(caplog: pytest.LogCaptureFixture) -> None:
+    app = Flask("demo")
+
+    @app.get("/seed/<mac>/<token>/user-data")
+    def seed(mac: str, token: str) -> str:
+        return "ok"
+
+    install_observability(app, "demo")
+    with caplog.at_level(logging.INFO, logger="homelab.http"):
+        assert app.test_client().get("/seed/52-54-00-00-00-01/s3cr3t-value/user-data").status_code == 200
+    paths = [r.__dict__["path"] for r in caplog.records if r.message == "request"]
+    assert paths == ["/seed/52-54-00-00-00-01/[redacted]/user-data"]
+    assert "s3cr3t-value" not in caplog.text
+
+
+def test_request_log_redacts_configured_secret_paths_of_unmatched_requests(caplog: pytest.LogCaptureFixture) -> None:
+    app = Flask("demo")
+
+    @app.get("/seed/<mac>/<token>/user-data")
+    def seed(mac: str, token: str) -> str:
+        return "ok"
+
+    install_observability(app, "demo")
+    redact_paths(app, r"^/seed/[^/]+/(?P<secret>[^/]+)")
+    with caplog.at_level(logging.INFO, logger="homelab.http"):
+        assert app.test_client().post("/seed/52-54-00-00-00-01/s3cr3t-value/user-data").status_code == 405
+        assert app.test_client().get("/seed/52-54-00-00-00-01/s3cr3t-value/other").status_code == 404
+    paths = [r.__dict__["path"] for r in caplog.records if r.message == "request"]
+    assert paths == ["/seed/52-54-00-00-00-01/[redacted]/user-data", "/seed/52-54-00-00-00-01/[redacted]/other"]
+    assert "s3cr3t-value" not in caplog.text

@@ -51,13 +51,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, not the one captured at start (test runners swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """StreamHandler.__init__ assigns a stream; ours is always the current sys.stderr."""
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Route all logging to stderr as JSON lines. Idempotent: replaces handlers it installed before."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_homelab", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter(service))
     handler._homelab = True  # type: ignore[attr-defined]
     root.addHandler(handler)

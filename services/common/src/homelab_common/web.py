@@ -8,6 +8,7 @@ route and status, and turns every error into a JSON body ``{"error", "message", 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from homelab_common.logs import REDACTED, redact
 
 log = logging.getLogger("homelab.http")
 
@@ -99,6 +102,29 @@ def health(app: Flask | None = None) -> Health:
     return registry
 
 
+def loggable_path() -> str:
+    """The request path with secret-named path parameters (``<token>``, ``<seed_token>``) redacted.
+
+    Some URLs are credentials (autoinstall's per-machine seed URLs): the request log must not become a copy of them.
+    """
+    path = request.path
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and value and redact(value, name) == REDACTED:
+            path = path.replace(value, REDACTED)
+    for pattern in current_app.extensions.get("homelab.secret_paths", []):
+        match = pattern.match(path)
+        if match and match.group("secret"):
+            path = path[: match.start("secret")] + REDACTED + path[match.end("secret") :]
+    return path
+
+
+def redact_paths(app: Flask, *patterns: str) -> None:
+    """Also redact the ``(?P<secret>...)`` group of these regexes in logged paths, for requests that match no
+    route (a 404 or 405 has no path parameters to go by): ``redact_paths(app, r"^/seed/[^/]+/(?P<secret>[^/]+)")``.
+    """
+    app.extensions.setdefault("homelab.secret_paths", []).extend(re.compile(p) for p in patterns)
+
+
 def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": code, "message": message}
     if fields:
@@ -144,7 +170,7 @@ def install_observability(app: Flask, service: str) -> Health:
             "request",
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": loggable_path(),
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 2),
                 "remote": request.remote_addr,
@@ -154,7 +180,7 @@ def install_observability(app: Flask, service: str) -> Health:
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> tuple[Response, int]:
-        log.info("request refused", extra={"error": exc.code, "reason": exc.message, "path": request.path})
+        log.info("request refused", extra={"error": exc.code, "reason": exc.message, "path": loggable_path()})
         return jsonify(error_body(exc.code, exc.message, exc.fields)), exc.status
 
     @app.errorhandler(HTTPException)
@@ -169,7 +195,7 @@ def install_observability(app: Flask, service: str) -> Health:
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> tuple[Response, int]:
-        log.error("unhandled error", exc_info=exc, extra={"path": request.path})
+        log.error("unhandled error", exc_info=exc, extra={"path": loggable_path()})
         return jsonify(error_body("internal_error", "internal error; see the service's logs")), 500
 
     return registry

@@ -1,0 +1,70 @@
+"""The service's settings: ``HOMELAB_AUTOINSTALL_*`` environment variables (documented in the README)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from homelab_common.settings import ServiceSettings
+
+DEFAULT_PACKAGES = ["curl", "unattended-upgrades", "open-iscsi", "nfs-common"]
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMELAB_AUTOINSTALL_", extra="ignore", frozen=True)
+    service_name: ClassVar[str] = "autoinstall"
+
+    #: The site file (YAML) with the machines; re-read when it changes.
+    site_file: Path
+    #: Directory holding the SQLite state file ``autoinstall.sqlite3``; must be persistent.
+    state_dir: Path = Path("/var/lib/homelab-autoinstall")
+    #: Base URL the installers reach this service at (``http://10.77.0.2:8081``), used in seed URLs. Unset: the
+    #: scheme and host of the boot-decision request itself (right only when pxe calls us by the LAN address).
+    public_url: str | None = None
+    #: Serve seed files only to requests from the machine's own static IP. Off by default: the installer fetches
+    #: its config while it still has the DHCP address the home router gave it.
+    check_source_ip: bool = False
+    #: Networks allowed to ask for boot decisions (they contain seed URLs) and to request reinstalls, as a JSON
+    #: list of CIDRs. Empty (the default): only this host itself (loopback and its own addresses), where pxe runs.
+    #: Listing machines and events (no secrets) is open to all.
+    trusted_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    #: Where Wake-on-LAN magic packets go. Unset: the directed broadcast address of the site's lan.subnet.
+    wol_broadcast: IPv4Address | None = None
+    #: The UDP port of Wake-on-LAN packets (9, "discard", is the convention; some NICs listen on 7).
+    wol_port: int = Field(default=9, ge=1, le=65535)
+    #: The admin user created on every machine (SSH key login only, passwordless sudo).
+    username: str = Field(default="homelab", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    #: Where the installed system fetches the k3s install script (a mirror of get.k3s.io for restricted networks).
+    k3s_install_url: str = Field(default="https://get.k3s.io", pattern=r"^https?://[^\s'\"]+$")
+    #: Extra Debian packages installed on every machine.
+    packages: list[str] = Field(default_factory=lambda: list(DEFAULT_PACKAGES))
+
+    @field_validator("wol_broadcast", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+            raise ValueError("must be an http(s) URL such as http://10.77.0.2:8081")
+        return value.rstrip("/")
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or not all(c.isalnum() or c in "+-.:" for c in name):
+                raise ValueError(f"{name!r} is not a Debian package name")
+        return value
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "autoinstall.sqlite3"

@@ -1,0 +1,214 @@
+"""The four NoCloud seed files for one machine: pure functions of the site, the machine and its secrets.
+
+``user-data`` is an Ubuntu autoinstall config (``#cloud-config`` with an ``autoinstall:`` mapping, version 1) that
+installs Ubuntu on the machine's disk with a static address, hardens login to SSH keys, prepares the kernel for
+Kubernetes and installs k3s at the site's pinned version, then reports back to this service.
+
+k3s is installed by the upstream install script (``INSTALL_K3S_VERSION`` pins the version) fetched with curl from
+``k3s_install_url`` inside the target system; it needs the machines to reach the internet (or a mirror of the
+script and the k3s release). The airgap path (images and binary served by us) is not implemented.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from homelab_autoinstall.settings import DEFAULT_PACKAGES
+from homelab_common.site import Machine, Site
+
+K3S_API_PORT = 6443
+
+#: What Kubernetes networking needs from the kernel: routing between pods, bridged traffic through iptables,
+#: and enough inotify instances/watches for many pods' file watchers.
+SYSCTL = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    "net.bridge.bridge-nf-call-iptables": "1",
+    "net.bridge.bridge-nf-call-ip6tables": "1",
+    "fs.inotify.max_user_instances": "8192",
+    "fs.inotify.max_user_watches": "524288",
+}
+#: br_netfilter must be loaded for the bridge-nf-call sysctls to exist; overlay is containerd's snapshotter.
+KERNEL_MODULES = ["br_netfilter", "overlay"]
+
+#: Security updates daily; reboots are left to kured (it watches /var/run/reboot-required and drains first).
+AUTO_UPGRADES = 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'
+UNATTENDED_UPGRADES = 'Unattended-Upgrade::Automatic-Reboot "false";\n'
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """Settings that shape every machine's install (from the service's settings)."""
+
+    username: str = "homelab"
+    k3s_install_url: str = "https://get.k3s.io"
+    packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
+
+
+@dataclass(frozen=True)
+class MachineSecrets:
+    """What one install of one machine needs that must stay secret."""
+
+    password_hash: str
+    k3s_token: str
+
+
+def mac_hyphenated(mac: str) -> str:
+    """``52:54:00:12:34:56`` → ``52-54-00-12-34-56`` (iPXE's ``${mac:hexhyp}``; the seed URL's form)."""
+    return mac.replace(":", "-")
+
+
+def instance_id(machine: Machine, generation: int) -> str:
+    """Changes with every reinstall, so cloud-init treats each install as a new instance."""
+    return f"homelab-{machine.name}-{generation}"
+
+
+def meta_data(machine: Machine, generation: int) -> str:
+    return _yaml({"instance-id": instance_id(machine, generation), "local-hostname": machine.name})
+
+
+def vendor_data() -> str:
+    """Nothing from the vendor: everything is in user-data. Served because recent cloud-init asks for it."""
+    return "#cloud-config\n{}\n"
+
+
+def netplan(site: Site, machine: Machine) -> dict[str, Any]:
+    """Static netplan v2 for the machine's NIC, matched by MAC (interface names differ between installer and
+    installed system, and between machines)."""
+    prefix = site.lan.subnet.prefixlen
+    return {
+        "version": 2,
+        "ethernets": {
+            "lan": {
+                "match": {"macaddress": machine.mac},
+                "dhcp4": False,
+                "dhcp6": False,
+                "addresses": [f"{machine.ip}/{prefix}"],
+                "routes": [{"to": "default", "via": str(site.lan.gateway)}],
+                "nameservers": {"addresses": [str(a) for a in site.lan.dns], "search": [site.domain]},
+            }
+        },
+    }
+
+
+def network_config(site: Site, machine: Machine) -> str:
+    return _yaml(netplan(site, machine))
+
+
+def join_address(site: Site) -> str:
+    """Where joining servers and agents reach the cluster at install time: the first server's own address.
+
+    Not ``k3s.api_vip``: the VIP is served by kube-vip, which ArgoCD deploys once the first server runs; a node
+    installed before that would wait for it. The join address only matters for the first contact (agents then
+    learn every server), and the VIP is in every server's certificate (``tls-san``) for clients.
+    """
+    first = site.first_server
+    if first is None:
+        raise ValueError("the site has no server: nothing to join")
+    return f"https://{first.ip}:{K3S_API_PORT}"
+
+
+def k3s_config(site: Site, machine: Machine, k3s_token: str) -> dict[str, Any]:
+    """/etc/rancher/k3s/config.yaml: the first server initialises embedded etcd, the others join it."""
+    config: dict[str, Any] = {"token": k3s_token, "node-ip": str(machine.ip)}
+    first = site.first_server
+    if machine.role == "server":
+        if first is not None and first.mac == machine.mac:
+            config["cluster-init"] = True
+        else:
+            config["server"] = join_address(site)
+        sans = [machine.name, f"{machine.name}.{site.domain}", str(machine.ip)]
+        if site.k3s.api_vip is not None:
+            sans.append(str(site.k3s.api_vip))
+        config["tls-san"] = sans
+    else:
+        config["server"] = join_address(site)
+    return config
+
+
+def storage(machine: Machine) -> dict[str, Any]:
+    """The whole disk for / (``direct``: the ``lvm`` layout leaves half the disk unallocated)."""
+    if machine.disk.startswith("serial:"):
+        match = {"serial": machine.disk.removeprefix("serial:")}
+    else:
+        match = {"path": machine.disk}
+    return {"layout": {"name": "direct", "match": match}}
+
+
+def write_file(path: str, content: str, mode: str) -> str:
+    """A late-command writing ``content`` to ``/target<path>``: base64 keeps any content safe from the shell."""
+    target = shlex.quote(f"/target{path}")
+    encoded = base64.b64encode(content.encode()).decode()
+    parent = shlex.quote(f"/target{path.rsplit('/', 1)[0]}")
+    return f"mkdir -p {parent} && echo {encoded} | base64 -d > {target} && chmod {mode} {target}"
+
+
+def late_commands(
+    site: Site, machine: Machine, secrets: MachineSecrets, seed_url: str, options: InstallOptions
+) -> list[str]:
+    sysctl = "".join(f"{key} = {value}\n" for key, value in SYSCTL.items())
+    sudoers = f"/etc/sudoers.d/90-homelab-{options.username}"
+    role = "server" if machine.role == "server" else "agent"
+    install = (
+        f"curl -sfL {shlex.quote(options.k3s_install_url)} | INSTALL_K3S_VERSION={shlex.quote(site.k3s.version)}"
+        f" INSTALL_K3S_SKIP_START=true sh -s - {role}"
+    )
+    return [
+        write_file("/etc/modules-load.d/homelab-kubernetes.conf", "\n".join(KERNEL_MODULES) + "\n", "0644"),
+        write_file("/etc/sysctl.d/90-homelab-kubernetes.conf", sysctl, "0644"),
+        write_file("/etc/apt/apt.conf.d/20auto-upgrades", AUTO_UPGRADES, "0644"),
+        write_file("/etc/apt/apt.conf.d/52homelab-unattended-upgrades", UNATTENDED_UPGRADES, "0644"),
+        # Login is by SSH key only and nobody knows the random password: the admin needs sudo without it.
+        write_file(sudoers, f"{options.username} ALL=(ALL) NOPASSWD:ALL\n", "0440"),
+        write_file("/etc/rancher/k3s/config.yaml", _yaml(k3s_config(site, machine, secrets.k3s_token)), "0600"),
+        # Enabled, not started: k3s starts on the first boot of the installed system, with the sysctls applied.
+        f"curtin in-target --target=/target -- sh -c {shlex.quote(install)}",
+        f"curl -fsS -X POST {shlex.quote(seed_url + 'installed')}",
+    ]
+
+
+def error_commands(seed_url: str) -> list[str]:
+    event = '{"event_type": "error", "name": "autoinstall/error-commands", "result": "FAIL", "origin": "homelab"}'
+    return [
+        f"curl -fsS -X POST -H 'Content-Type: application/json' --data {shlex.quote(event)}"
+        f" {shlex.quote(seed_url + 'events')} || true"
+    ]
+
+
+def autoinstall(
+    site: Site, machine: Machine, secrets: MachineSecrets, seed_url: str, options: InstallOptions
+) -> dict[str, Any]:
+    """The ``autoinstall:`` mapping (schema: subiquity's autoinstall-schema.json)."""
+    return {
+        "version": 1,
+        "identity": {
+            "hostname": machine.name,
+            "realname": "homelab admin",
+            "username": options.username,
+            "password": secrets.password_hash,
+        },
+        "ssh": {"install-server": True, "authorized-keys": list(site.ssh_keys), "allow-pw": False},
+        "storage": storage(machine),
+        "network": netplan(site, machine),
+        "apt": {"geoip": True, "fallback": "offline-install"},
+        "updates": "security",
+        "packages": list(options.packages),
+        "timezone": site.timezone,
+        "late-commands": late_commands(site, machine, secrets, seed_url, options),
+        "error-commands": error_commands(seed_url),
+        "reporting": {"hook": {"type": "webhook", "endpoint": seed_url + "events"}},
+        "shutdown": "reboot",
+    }
+
+
+def user_data(site: Site, machine: Machine, secrets: MachineSecrets, seed_url: str, options: InstallOptions) -> str:
+    return "#cloud-config\n" + _yaml({"autoinstall": autoinstall(site, machine, secrets, seed_url, options)})
+
+
+def _yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100000)

@@ -1,0 +1,461 @@
+"""The HTTP API through flask's test client, on a real SQLite file: the install flow, refusals, reinstall,
+restarts, concurrency and the secrets that must never reach a log line."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import io
+import logging
+import os
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from ipaddress import ip_network
+
+import pytest
+import yaml
+from autoinstall_site import site_data
+from flask import Flask
+from flask.testing import FlaskClient
+
+from homelab_autoinstall.api import create_app
+from homelab_autoinstall.service import Provisioner, wol_target
+from homelab_autoinstall.settings import Settings
+from homelab_autoinstall.trust import is_trusted
+from homelab_common.logs import JsonFormatter
+from homelab_common.site import Site, SiteError
+
+NODE1 = "52:54:00:12:34:56"
+NODE3 = "52:54:00:12:34:58"
+
+
+def seed_path(client: FlaskClient, mac: str) -> str:
+    """The path part of the seed URL pxe would be given for ``mac``."""
+    body = client.get(f"/api/v1/boot/{mac}").get_json()
+    assert body["action"] == "install", body
+    url = body["seed_url"]
+    assert url.startswith("http://10.77.0.2:8081/seed/")
+    return url.removeprefix("http://10.77.0.2:8081")
+
+
+def state_of(client: FlaskClient, mac: str) -> str:
+    return str(client.get(f"/api/v1/machines/{mac}").get_json()["state"])
+
+
+def metric(client: FlaskClient, name: str) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def k3s_token(app: Flask) -> str:
+    provisioner: Provisioner = app.extensions["autoinstall"]
+    return provisioner.k3s_token()
+
+
+def install(client: FlaskClient, mac: str) -> None:
+    seed = seed_path(client, mac)
+    assert client.get(seed + "meta-data").status_code == 200
+    assert client.get(seed + "user-data").status_code == 200
+    assert client.post(seed + "installed").status_code == 200
+
+
+def test_boot_decision_for_a_new_machine_is_install_with_a_seed_url(app: Flask) -> None:
+    client = app.test_client()
+    for notation in (
+        "52:54:00:12:34:56",
+        "52-54-00-12-34-56",
+        "5254.0012.3456",
+        "525400123456",
+        "52:54:00:12:34:56".upper(),
+    ):
+        body = client.get(f"/api/v1/boot/{notation}").get_json()
+        assert body["action"] == "install"
+        assert body["machine"] == "node1"
+        assert body["arch"] == "amd64"
+        assert re.fullmatch(r"http://10\.77\.0\.2:8081/seed/52-54-00-12-34-56/[A-Za-z0-9_-]{43}/", body["seed_url"])
+    assert client.get("/api/v1/machines/52:54:00:12:34:57").get_json()["arch"] == "arm64"
+
+
+def test_unknown_mac_gets_404_and_bad_mac_400(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/api/v1/boot/52:54:00:99:99:99").status_code == 404
+    response = client.get("/api/v1/boot/not-a-mac")
+    assert response.status_code == 400
+    assert response.get_json()["fields"][0]["field"] == "mac"
+
+
+def test_public_url_defaults_to_the_request_host(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(settings.model_copy(update={"public_url": None}))
+    body = app.test_client().get(f"/api/v1/boot/{NODE1}", base_url="http://10.77.0.9:8081").get_json()
+    assert body["seed_url"].startswith("http://10.77.0.9:8081/seed/52-54-00-12-34-56/")
+    assert "HOMELAB_AUTOINSTALL_PUBLIC_URL" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            app.test_client().get(f"/api/v1/boot/{NODE1}", base_url="http://127.0.0.1:8081")
+    assert len([r for r in caplog.records if "HOMELAB_AUTOINSTALL_PUBLIC_URL" in r.message]) == 1
+
+
+def test_full_install_flow_ends_in_local_boot(app: Flask) -> None:
+    client = app.test_client()
+    seed = seed_path(client, NODE1)
+    meta = client.get(seed + "meta-data")
+    assert meta.status_code == 200
+    assert yaml.safe_load(meta.data) == {"instance-id": "homelab-node1-1", "local-hostname": "node1"}
+    assert state_of(client, NODE1) == "pending"
+    user = client.get(seed + "user-data")
+    assert user.status_code == 200
+    assert user.mimetype == "text/cloud-config"
+    document = yaml.safe_load(user.data)["autoinstall"]
+    assert document["reporting"]["hook"]["endpoint"] == "http://10.77.0.2:8081" + seed + "events"
+    assert document["late-commands"][-1] == f"curl -fsS -X POST http://10.77.0.2:8081{seed}installed"
+    assert state_of(client, NODE1) == "installing"
+    assert client.get(f"/api/v1/boot/{NODE1}").get_json()["action"] == "install"  # an interrupted install resumes
+    assert client.get(seed + "vendor-data").status_code == 200
+    assert yaml.safe_load(client.get(seed + "network-config").data)["version"] == 2
+    event = {"event_type": "finish", "name": "subiquity/Install", "result": "SUCCESS", "origin": "curtin"}
+    assert client.post(seed + "events", json=event).status_code == 200
+    assert client.post(seed + "installed").status_code == 200
+    assert state_of(client, NODE1) == "installed"
+    assert client.get(f"/api/v1/boot/{NODE1}").get_json() == {"action": "local", "machine": "node1", "arch": "amd64"}
+    assert client.get(seed + "user-data").status_code == 403  # the token is spent
+    assert client.post(seed + "events", json={"event_type": "finish", "name": "subiquity/Late"}).status_code == 200
+    events = client.get("/api/v1/events").get_json()
+    node1 = [(e["kind"], e["from_state"], e["to_state"]) for e in events if e["machine"] == "node1"]
+    assert node1 == [
+        ("registered", None, "pending"),
+        ("state", "pending", "installing"),
+        ("installer", None, None),
+        ("state", "installing", "installed"),
+        ("installer", None, None),
+    ]
+    installer = next(e for e in events if e["kind"] == "installer")
+    assert installer["detail"]["result"] == "SUCCESS"
+    assert installer["mac"] == NODE1
+
+
+def test_events_since_returns_only_newer_events(app: Flask) -> None:
+    client = app.test_client()
+    first = client.get("/api/v1/events").get_json()
+    assert len(first) == 3  # three machines registered
+    last = first[-1]["id"]
+    assert client.get(f"/api/v1/events?since={last}").get_json() == []
+    client.post(f"/api/v1/machines/{NODE3}/reinstall")
+    newer = client.get(f"/api/v1/events?since={last}").get_json()
+    assert [(e["kind"], e["machine"]) for e in newer] == [("reinstall", "node3")]
+    assert client.get("/api/v1/events?limit=1").get_json() == first[:1]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda s: s.replace("52-54-00-12-34-56", "52-54-00-99-99-99"), "unknown-machine"),
+        (lambda s: s.replace("52-54-00-12-34-56", "garbage"), "unknown-machine"),
+        (lambda s: s[:-5] + "AAAA/", "bad-token"),
+        (lambda s: s.replace("52-54-00-12-34-56", "52-54-00-12-34-58"), "bad-token"),  # another machine's MAC
+    ],
+)
+def test_wrong_seed_url_is_refused_logged_and_counted(
+    app: Flask, caplog: pytest.LogCaptureFixture, mutate: object, reason: str
+) -> None:
+    client = app.test_client()
+    seed = seed_path(client, NODE1)
+    token = seed.rstrip("/").rsplit("/", 1)[1]
+    bad = mutate(seed)  # type: ignore[operator]
+    before = metric(client, f'homelab_autoinstall_seed_refusals_total{{reason="{reason}"}}')
+    with caplog.at_level(logging.INFO):
+        response = client.get(bad + "user-data")
+    assert response.status_code == 403
+    assert response.get_json() == {"error": "forbidden", "message": "refused"}
+    assert metric(client, f'homelab_autoinstall_seed_refusals_total{{reason="{reason}"}}') == before + 1
+    refusal = next(r for r in caplog.records if r.message == "seed request refused")
+    assert refusal.__dict__["reason"] == reason
+    assert token not in caplog.text
+    assert state_of(client, NODE1) == "pending"
+
+
+def test_unknown_seed_file_is_refused_without_logging_the_token(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    client = app.test_client()
+    seed = seed_path(client, NODE1)
+    token = seed.rstrip("/").rsplit("/", 1)[1]
+    with caplog.at_level(logging.INFO):
+        assert client.get(seed + "../../etc/passwd").status_code in (403, 404)
+        assert client.get(seed + "kickstart").status_code == 403
+        assert client.get(seed).status_code == 403
+        assert client.post(seed + "sub/dir").status_code == 403
+    assert token not in caplog.text
+    assert metric(client, 'homelab_autoinstall_seed_refusals_total{reason="unknown-file"}') >= 3
+
+
+def test_installed_report_without_a_fetched_config_is_refused(app: Flask) -> None:
+    client = app.test_client()
+    seed = seed_path(client, NODE1)
+    assert client.post(seed + "installed").status_code == 403
+    assert state_of(client, NODE1) == "pending"
+
+
+def test_reinstall_resets_to_pending_with_fresh_token_and_password(app: Flask) -> None:
+    client = app.test_client()
+    old_seed = seed_path(client, NODE3)
+    old_user = yaml.safe_load(client.get(old_seed + "user-data").data)["autoinstall"]
+    assert client.post(old_seed + "installed").status_code == 200
+    response = client.post(f"/api/v1/machines/{NODE3}/reinstall")
+    assert response.status_code == 200
+    assert response.get_json()["state"] == "pending"
+    assert response.get_json()["generation"] == 2
+    new_seed = seed_path(client, NODE3)
+    assert new_seed != old_seed
+    assert client.get(old_seed + "user-data").status_code == 403
+    new_user = yaml.safe_load(client.get(new_seed + "user-data").data)["autoinstall"]
+    assert new_user["identity"]["password"] != old_user["identity"]["password"]
+    assert yaml.safe_load(client.get(new_seed + "meta-data").data)["instance-id"] == "homelab-node3-2"
+    assert decoded_k3s_config(yaml.safe_dump({"autoinstall": new_user}))["token"] == k3s_token(app)
+    assert client.post(f"/api/v1/machines/{NODE3}/reinstall").status_code == 200
+    assert client.post("/api/v1/machines/52:54:00:99:99:99/reinstall").status_code == 404
+
+
+def test_k3s_token_is_the_same_for_every_machine_and_every_install(app: Flask) -> None:
+    client = app.test_client()
+    token = k3s_token(app)
+    assert re.fullmatch(r"[0-9a-f]{64}", token)
+    seen = []
+    for mac in (NODE1, "52:54:00:12:34:57", NODE3):
+        text = client.get(seed_path(client, mac) + "user-data").get_data(as_text=True)
+        seen.append(decoded_k3s_config(text)["token"])
+    assert seen == [token, token, token]
+
+
+def decoded_k3s_config(user_data: str) -> dict[str, object]:
+    for command in yaml.safe_load(user_data)["autoinstall"]["late-commands"]:
+        match = re.search(r"echo (\S+) \| base64 -d > /target/etc/rancher/k3s/config.yaml", command)
+        if match:
+            return dict(yaml.safe_load(base64.b64decode(match.group(1))))
+    raise AssertionError("no k3s config")
+
+
+def test_state_survives_restart_across_two_app_instances(settings: Settings) -> None:
+    first = create_app(settings).test_client()
+    seed = seed_path(first, NODE1)
+    assert first.get(seed + "user-data").status_code == 200
+    second_app = create_app(settings)
+    second = second_app.test_client()
+    assert state_of(second, NODE1) == "installing"
+    assert seed_path(second, NODE1) == seed  # same token after the restart
+    assert second.post(seed + "installed").status_code == 200
+    assert state_of(first, NODE1) == "installed"
+    assert first.get(f"/api/v1/boot/{NODE1}").get_json()["action"] == "local"
+    assert k3s_token(second_app) == k3s_token(create_app(settings))
+    assert (settings.state_dir / "autoinstall.sqlite3").stat().st_mode & 0o077 == 0
+
+
+def test_concurrent_requests_move_a_machine_once(settings: Settings) -> None:
+    apps = [create_app(settings), create_app(settings)]
+    seed = seed_path(apps[0].test_client(), NODE1)
+    results: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(12)
+
+    def fetch(app: Flask, what: str) -> None:
+        client = app.test_client()
+        start.wait(timeout=60)
+        response = client.get(seed + "user-data") if what == "get" else client.post(seed + "installed")
+        status = response.status_code
+        with lock:
+            results.append(status)
+
+    threads = [threading.Thread(target=fetch, args=(apps[i % 2], "get")) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == [200] * 12
+    events = apps[1].test_client().get("/api/v1/events").get_json()
+    assert [e["to_state"] for e in events if e["kind"] == "state"] == ["installing"]
+    results.clear()
+    start = threading.Barrier(12)
+    threads = [threading.Thread(target=fetch, args=(apps[i % 2], "post")) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(results) == [200] + [403] * 11
+    events = apps[0].test_client().get("/api/v1/events").get_json()
+    assert [e["to_state"] for e in events if e["kind"] == "state"] == ["installing", "installed"]
+
+
+def test_source_ip_check_serves_only_the_machines_own_address(settings: Settings) -> None:
+    client = create_app(settings.model_copy(update={"check_source_ip": True})).test_client()
+    seed = seed_path(client, NODE1)
+    assert client.get(seed + "meta-data", environ_base={"REMOTE_ADDR": "10.77.0.200"}).status_code == 403
+    assert client.get(seed + "meta-data", environ_base={"REMOTE_ADDR": "10.77.0.11"}).status_code == 200
+    assert metric(client, 'homelab_autoinstall_seed_refusals_total{reason="source-ip"}') >= 1
+
+
+def test_metrics_count_machines_fetches_and_installs(app: Flask) -> None:
+    client = app.test_client()
+    installs = metric(client, "homelab_autoinstall_installs_completed_total")
+    fetches = metric(client, 'homelab_autoinstall_seed_fetches_total{file="user-data"}')
+    assert metric(client, 'homelab_autoinstall_machines{state="pending"}') == 3
+    install(client, NODE1)
+    assert metric(client, 'homelab_autoinstall_machines{state="pending"}') == 2
+    assert metric(client, 'homelab_autoinstall_machines{state="installed"}') == 1
+    assert metric(client, "homelab_autoinstall_installs_completed_total") == installs + 1
+    assert metric(client, 'homelab_autoinstall_seed_fetches_total{file="user-data"}') == fetches + 1
+
+
+def test_a_machine_added_to_the_site_file_is_registered(app: Flask, settings: Settings) -> None:
+    client = app.test_client()
+    data = site_data()
+    data["machines"].append({"name": "node4", "mac": "52:54:00:12:34:59", "ip": "10.77.0.14", "role": "agent"})
+    settings.site_file.write_text(yaml.safe_dump(data))
+    os.utime(settings.site_file, ns=(5, 5))
+    assert client.get("/api/v1/boot/52:54:00:12:34:59").get_json()["action"] == "install"
+    assert [m["name"] for m in client.get("/api/v1/machines").get_json()] == ["node1", "node2", "node3", "node4"]
+    settings.site_file.write_text("machines: [")
+    os.utime(settings.site_file, ns=(6, 6))
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/api/v1/boot/52:54:00:12:34:59").status_code == 200  # last good inventory kept
+
+
+def test_bad_site_file_stops_create_app_naming_the_field(settings: Settings) -> None:
+    data = site_data()
+    data["machines"][1]["ip"] = "10.88.0.5"
+    settings.site_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(SiteError, match=r"machines\[1\]\.ip: 10\.88\.0\.5 is outside lan\.subnet"):
+        create_app(settings)
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """Every log line as the service writes it (JSON, extras included), at DEBUG."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("autoinstall"))
+    root = logging.getLogger()
+    old = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(old)
+
+
+def test_secrets_never_reach_the_logs(app: Flask, json_logs: io.StringIO) -> None:
+    client = app.test_client()
+    seeds = {mac: seed_path(client, mac) for mac in (NODE1, NODE3)}
+    texts = []
+    for seed in seeds.values():
+        for file in ("meta-data", "user-data", "vendor-data", "network-config"):
+            texts.append(client.get(seed + file).get_data(as_text=True))
+        client.post(seed + "events", json={"event_type": "start", "name": "subiquity/Install", "result": "FAIL"})
+        client.post(seed + "installed")
+        client.get(seed + "user-data")  # refused now
+    client.post(f"/api/v1/machines/{NODE1}/reinstall")
+    texts.append(client.get(seed_path(client, NODE1) + "user-data").get_data(as_text=True))
+    client.get(seeds[NODE3].replace("52-54-00-12-34-58", "52-54-00-12-34-56") + "user-data")
+    client.get(seeds[NODE3] + "nope")
+    logs = json_logs.getvalue()
+    assert "seed request refused" in logs
+    assert '"to_state": "installed"' in logs
+    assert '"machine": "node3"' in logs
+    hashes = [yaml.safe_load(t)["autoinstall"]["identity"]["password"] for t in texts if "autoinstall" in t]
+    secrets = [k3s_token(app), *hashes, *(s.rstrip("/").rsplit("/", 1)[1] for s in seeds.values())]
+    secrets.append(seed_path(client, NODE1).rstrip("/").rsplit("/", 1)[1])
+    assert len(secrets) == 7
+    for secret in secrets:
+        assert secret not in logs
+        assert secret.split("$")[-1] not in logs
+
+
+def test_events_since_beyond_sqlite_integers_is_a_400(app: Flask) -> None:
+    response = app.test_client().get("/api/v1/events?since=24925950993940885504")
+    assert response.status_code == 400
+    assert response.get_json()["fields"][0]["field"] == "query.since"
+
+
+def test_boot_and_reinstall_only_from_this_host_by_default(app: Flask) -> None:
+    client = app.test_client()
+    lan = {"REMOTE_ADDR": "10.77.0.200"}
+    response = client.get(f"/api/v1/boot/{NODE1}", environ_base=lan)
+    assert response.status_code == 403
+    assert "seed_url" not in response.get_data(as_text=True)
+    assert client.post(f"/api/v1/machines/{NODE1}/reinstall", environ_base=lan).status_code == 403
+    assert metric(client, 'homelab_autoinstall_seed_refusals_total{reason="untrusted-source"}') >= 2
+    assert client.get(f"/api/v1/machines/{NODE1}", environ_base=lan).status_code == 200  # no secrets: open
+    assert client.get("/api/v1/events", environ_base=lan).status_code == 200
+    assert client.get(f"/api/v1/boot/{NODE1}", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+
+
+def test_trusted_networks_open_boot_decisions_to_them(settings: Settings) -> None:
+    client = create_app(settings.model_copy(update={"trusted_networks": [ip_network("10.77.0.0/24")]})).test_client()
+    assert client.get(f"/api/v1/boot/{NODE1}", environ_base={"REMOTE_ADDR": "10.77.0.200"}).status_code == 200
+    assert client.get(f"/api/v1/boot/{NODE1}", environ_base={"REMOTE_ADDR": "10.78.0.200"}).status_code == 403
+
+
+def test_this_hosts_own_address_is_trusted() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.2", 9))  # no packet is sent; picks a local source address
+        own = s.getsockname()[0]
+    assert is_trusted(own, [])
+    assert is_trusted("127.0.0.1", [])
+    assert not is_trusted("192.0.2.55", [])  # TEST-NET-1: never a local address here
+    assert is_trusted("192.0.2.55", [ip_network("192.0.2.0/24")])
+    assert not is_trusted("not-an-ip", [])
+    assert not is_trusted(None, [])
+
+
+def test_installer_events_echoing_our_commands_are_stored_without_secrets(app: Flask, json_logs: io.StringIO) -> None:
+    """subiquity describes each late-command by its command line: the seed URL and the encoded k3s config."""
+    client = app.test_client()
+    seed = seed_path(client, NODE1)
+    user_data = yaml.safe_load(client.get(seed + "user-data").data)["autoinstall"]
+    token = seed.rstrip("/").rsplit("/", 1)[1]
+    for i, command in enumerate(user_data["late-commands"]):
+        event = {"event_type": "start", "name": f"subiquity/Late/run/command_{i}", "description": command,
+                 "result": "FAIL", "origin": "curtin"}  # fmt: skip
+        assert client.post(seed + "events", json=event).status_code == 200
+    served = client.get("/api/v1/events").get_data(as_text=True)
+    assert "subiquity/Late/run/command_5" in served
+    assert "curtin in-target --target=/target" in served
+    encoded_config = re.search(r"echo (\S+) \| base64 -d > /target/etc/rancher/k3s", served)
+    assert encoded_config is not None
+    assert encoded_config.group(1) == "[redacted]"
+    for secret in (token, k3s_token(app), base64.b64encode(k3s_token(app).encode()).decode()[:20]):
+        assert secret not in served
+        assert secret not in json_logs.getvalue()
+
+
+def test_wake_sends_the_magic_packet_to_the_broadcast_address(settings: Settings) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.settimeout(30)
+        port = listener.getsockname()[1]
+        client = create_app(settings.model_copy(update={"wol_port": port})).test_client()
+        response = client.post("/api/v1/machines/5254.0012.3456/wake")
+        assert response.status_code == 202
+        assert response.get_json() == {"machine": "node1", "mac": NODE1, "broadcast": "127.0.0.1", "port": port}
+        packet, _ = listener.recvfrom(1024)
+    assert packet == b"\xff" * 6 + bytes.fromhex("525400123456") * 16
+    assert metric(client, "homelab_autoinstall_wol_sent_total") >= 1
+
+
+def test_wake_refuses_unknown_machines_and_untrusted_sources(app: Flask) -> None:
+    client = app.test_client()
+    assert client.post("/api/v1/machines/52:54:00:99:99:99/wake").status_code == 404
+    assert client.post(f"/api/v1/machines/{NODE1}/wake", environ_base={"REMOTE_ADDR": "10.77.0.200"}).status_code == 403
+
+
+def test_wake_that_cannot_be_sent_is_a_503(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(mac: str, broadcast: str, port: int) -> bytes:
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr("homelab_autoinstall.service.wake_on_lan", unreachable)
+    response = app.test_client().post(f"/api/v1/machines/{NODE1}/wake")
+    assert response.status_code == 503
+    assert "Network is unreachable" in response.get_json()["message"]
+
+
+def test_wake_goes_to_the_lans_directed_broadcast_by_default(site: Site) -> None:
+    assert wol_target(site) == "10.77.0.255"

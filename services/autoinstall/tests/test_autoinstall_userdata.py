@@ -1,0 +1,221 @@
+"""Generated seed files: valid against subiquity's schema and cloud-init's, for every role and both arches."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from autoinstall_site import site_data
+
+from homelab_autoinstall.secrets import hash_password, new_k3s_token, new_password_hash
+from homelab_autoinstall.userdata import (
+    InstallOptions,
+    MachineSecrets,
+    autoinstall,
+    meta_data,
+    network_config,
+    user_data,
+    vendor_data,
+)
+from homelab_common.site import Machine, Site, parse_site
+
+SCHEMA = json.loads((Path(__file__).parent / "schemas" / "autoinstall-schema.json").read_text())
+SEED = "http://10.77.0.2:8081/seed/52-54-00-12-34-56/tok-en_1/"
+K3S_TOKEN = "k3s" + "0" * 61
+
+
+def strict_schema() -> dict[str, Any]:
+    """The official schema, plus autoinstall v2's rule that unknown top-level keys are errors (catches typos)."""
+    schema = copy.deepcopy(SCHEMA)
+    schema["additionalProperties"] = False
+    return schema
+
+
+def secrets() -> MachineSecrets:
+    return MachineSecrets(password_hash=new_password_hash(), k3s_token=K3S_TOKEN)
+
+
+def machine(site: Site, name: str) -> Machine:
+    return next(m for m in site.machines if m.name == name)
+
+
+def site_with_arch(arch: str) -> Site:
+    data = site_data()
+    for m in data["machines"]:
+        m["arch"] = arch
+    return parse_site(data)
+
+
+def k3s_config_of(doc: dict[str, Any]) -> dict[str, Any]:
+    for command in doc["late-commands"]:
+        if "/target/etc/rancher/k3s/config.yaml" in command:
+            encoded = re.search(r"echo (\S+) \| base64 -d", command)
+            assert encoded is not None
+            return dict(yaml.safe_load(base64.b64decode(encoded.group(1))))
+    raise AssertionError("no k3s config written")
+
+
+ROLES = [("node1", "first server"), ("node2", "joining server"), ("node3", "agent")]
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+@pytest.mark.parametrize(("name", "role"), ROLES)
+def test_user_data_validates_against_autoinstall_and_cloud_init_schemas(
+    tmp_path: Path, arch: str, name: str, role: str
+) -> None:
+    site = site_with_arch(arch)
+    text = user_data(site, machine(site, name), secrets(), SEED, InstallOptions())
+    assert text.startswith("#cloud-config\n")
+    document = yaml.safe_load(text)
+    assert set(document) == {"autoinstall"}
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    jsonschema.Draft7Validator(strict_schema()).validate(document["autoinstall"])
+    path = tmp_path / "user-data"
+    path.write_text(text)
+    result = subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+def test_schema_check_catches_a_broken_config() -> None:
+    """The validation above can fail: a wrong type and an unknown top-level key are both caught."""
+    site = site_with_arch("amd64")
+    doc = autoinstall(site, machine(site, "node1"), secrets(), SEED, InstallOptions())
+    doc["shutdown"] = "halt"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(strict_schema()).validate(doc)
+    doc["shutdown"] = "reboot"
+    doc["late_commands"] = []
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(strict_schema()).validate(doc)
+
+
+def test_cloud_init_rejects_user_data_without_version(tmp_path: Path) -> None:
+    path = tmp_path / "user-data"
+    path.write_text("#cloud-config\nautoinstall:\n  identity: {hostname: x}\n")
+    result = subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "version" in result.stdout + result.stderr
+
+
+def test_identity_password_is_sha512_crypt_compatible_with_openssl() -> None:
+    hashed = hash_password("correct horse")
+    match = re.fullmatch(r"\$6\$([./0-9A-Za-z]{1,16})\$[./0-9A-Za-z]{86}", hashed)
+    assert match is not None
+    openssl = subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", match.group(1), "correct horse"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert openssl.stdout.strip() == hashed
+    assert new_password_hash() != new_password_hash()
+
+
+def test_identity_and_ssh_allow_keys_only(site: Site) -> None:
+    s = secrets()
+    doc = autoinstall(site, machine(site, "node1"), s, SEED, InstallOptions(username="admin"))
+    assert doc["version"] == 1
+    assert doc["identity"] == {
+        "hostname": "node1",
+        "realname": "homelab admin",
+        "username": "admin",
+        "password": s.password_hash,
+    }
+    assert doc["ssh"] == {"install-server": True, "authorized-keys": site.ssh_keys, "allow-pw": False}
+    assert "admin ALL=(ALL) NOPASSWD:ALL\n" in base64_payloads(doc)
+
+
+def base64_payloads(doc: dict[str, Any]) -> str:
+    return "".join(
+        base64.b64decode(m.group(1)).decode()
+        for c in doc["late-commands"]
+        for m in re.finditer(r"echo (\S+) \| base64 -d", c)
+    )
+
+
+def test_storage_by_path_or_serial(site: Site) -> None:
+    by_path = autoinstall(site, machine(site, "node1"), secrets(), SEED, InstallOptions())["storage"]
+    assert by_path == {"layout": {"name": "direct", "match": {"path": "/dev/vda"}}}
+    by_serial = autoinstall(site, machine(site, "node2"), secrets(), SEED, InstallOptions())["storage"]
+    assert by_serial == {"layout": {"name": "direct", "match": {"serial": "WD-1234"}}}
+
+
+def test_static_network_from_the_site(site: Site) -> None:
+    doc = autoinstall(site, machine(site, "node3"), secrets(), SEED, InstallOptions())
+    lan = doc["network"]["ethernets"]["lan"]
+    assert lan["match"] == {"macaddress": "52:54:00:12:34:58"}
+    assert lan["addresses"] == ["10.77.0.13/24"]
+    assert lan["routes"] == [{"to": "default", "via": "10.77.0.1"}]
+    assert lan["nameservers"] == {"addresses": ["10.77.0.1"], "search": ["home.arpa"]}
+    assert yaml.safe_load(network_config(site, machine(site, "node3"))) == doc["network"]
+
+
+def test_k3s_roles(site: Site) -> None:
+    first = k3s_config_of(autoinstall(site, machine(site, "node1"), secrets(), SEED, InstallOptions()))
+    assert first["cluster-init"] is True
+    assert "server" not in first
+    assert first["token"] == K3S_TOKEN
+    assert first["node-ip"] == "10.77.0.11"
+    assert "10.77.0.40" in first["tls-san"]
+    joining = k3s_config_of(autoinstall(site, machine(site, "node2"), secrets(), SEED, InstallOptions()))
+    assert joining["server"] == "https://10.77.0.11:6443"
+    assert "cluster-init" not in joining
+    agent_doc = autoinstall(site, machine(site, "node3"), secrets(), SEED, InstallOptions())
+    agent = k3s_config_of(agent_doc)
+    assert agent == {"token": K3S_TOKEN, "node-ip": "10.77.0.13", "server": "https://10.77.0.11:6443"}
+    install = next(c for c in agent_doc["late-commands"] if "INSTALL_K3S_VERSION" in c)
+    assert install.startswith("curtin in-target --target=/target -- sh -c ")
+    assert "INSTALL_K3S_VERSION=v1.33.5+k3s1" in install
+    assert "curl -sfL https://get.k3s.io |" in install
+    assert install.endswith("sh -s - agent'")
+
+
+def test_kubernetes_kernel_settings_updates_and_reporting(site: Site) -> None:
+    doc = autoinstall(site, machine(site, "node1"), secrets(), SEED, InstallOptions())
+    files = base64_payloads(doc)
+    for line in ("net.ipv4.ip_forward = 1", "net.bridge.bridge-nf-call-iptables = 1", "fs.inotify.max_user_watches"):
+        assert line in files
+    assert "br_netfilter\noverlay\n" in files
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in files
+    assert "unattended-upgrades" in doc["packages"]
+    assert doc["timezone"] == "Europe/Berlin"
+    assert doc["late-commands"][-1] == f"curl -fsS -X POST {SEED}installed"
+    assert doc["reporting"] == {"hook": {"type": "webhook", "endpoint": SEED + "events"}}
+    assert doc["shutdown"] == "reboot"
+
+
+def test_late_commands_write_the_files_they_claim(tmp_path: Path, site: Site) -> None:
+    """Run the file-writing late-commands for real with /target pointed at a temporary directory."""
+    doc = autoinstall(site, machine(site, "node2"), secrets(), SEED, InstallOptions())
+    target = tmp_path / "target"
+    for command in doc["late-commands"]:
+        if "base64 -d" in command:
+            subprocess.run(["sh", "-c", command.replace("/target", str(target))], check=True)
+    config = target / "etc/rancher/k3s/config.yaml"
+    assert yaml.safe_load(config.read_text())["server"] == "https://10.77.0.11:6443"
+    assert config.stat().st_mode & 0o777 == 0o600
+    sudoers = target / "etc/sudoers.d/90-homelab-homelab"
+    assert sudoers.read_text() == "homelab ALL=(ALL) NOPASSWD:ALL\n"
+    assert sudoers.stat().st_mode & 0o777 == 0o440
+    assert (target / "etc/sysctl.d/90-homelab-kubernetes.conf").read_text().startswith("net.ipv4.ip_forward = 1\n")
+
+
+def test_meta_data_and_vendor_data(site: Site) -> None:
+    meta = yaml.safe_load(meta_data(machine(site, "node2"), 3))
+    assert meta == {"instance-id": "homelab-node2-3", "local-hostname": "node2"}
+    assert yaml.safe_load(vendor_data()) == {}
+    assert vendor_data().startswith("#cloud-config\n")
+
+
+def test_k3s_token_is_generated_fresh() -> None:
+    assert re.fullmatch(r"[0-9a-f]{64}", new_k3s_token())
+    assert new_k3s_token() != new_k3s_token()

@@ -47,7 +47,12 @@ def _assert_valid(chart: Path, values: Path | None) -> None:
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize(("chart", "values"), _cases(discover_charts()))
+#: gitops/ wrapper charts render only with the values generated from a site file, and most depend on upstream charts
+#: that cannot be downloaded here: tests/gitops renders and validates them for the example site.
+PRODUCT_CHARTS = [c for c in discover_charts() if not c.is_relative_to(REPO / "gitops")]
+
+
+@pytest.mark.parametrize(("chart", "values"), _cases(PRODUCT_CHARTS))
 def test_product_chart_renders_valid_secure_manifests(chart: Path, values: Path | None) -> None:
     _assert_valid(chart, values)
 

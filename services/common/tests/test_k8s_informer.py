@@ -190,3 +190,28 @@ def test_repeated_expiry_backs_off_instead_of_spinning(core: kubernetes.client.C
         wait_for(lambda: informer.failures >= 1)
         core.create_namespaced_pod("default", pod("p1"))
         wait_for(lambda: informer.get("default/p1") is not None)
+
+
+def test_transform_keeps_only_what_the_service_reads(core: kubernetes.client.CoreV1Api, kube: KubeEmulator) -> None:
+    def names_and_labels(obj: Any) -> dict[str, Any]:
+        return {"metadata": {"name": obj.metadata.name, "namespace": obj.metadata.namespace,
+                             "labels": obj.metadata.labels or {}}}  # fmt: skip
+
+    core.create_namespaced_pod("default", pod("p1", app="web"))
+    recorder = Recorder()
+    informer = Informer(core.list_namespaced_pod, namespace="default", backoff=FAST, transform=names_and_labels)
+    informer.add_handler(recorder)
+    with informer:
+        wait_for(lambda: recorder.seen("ADDED", "default/p1"))
+        assert informer.get("default/p1") == {
+            "metadata": {"name": "p1", "namespace": "default", "labels": {"app": "web"}}
+        }
+        core.create_namespaced_pod("default", pod("p2"))
+        wait_for(lambda: recorder.seen("ADDED", "default/p2"))
+        core.patch_namespaced_pod("p1", "default", {"spec": {"activeDeadlineSeconds": 5}})  # not kept: no change
+        core.patch_namespaced_pod("p2", "default", {"metadata": {"labels": {"app": "db"}}})
+        wait_for(lambda: recorder.seen("MODIFIED", "default/p2"))
+        assert not recorder.seen("MODIFIED", "default/p1")
+        core.delete_namespaced_pod("p2", "default")
+        wait_for(lambda: recorder.seen("DELETED", "default/p2"))
+    assert all(isinstance(c.obj, dict) for c in recorder.changes)

@@ -102,3 +102,60 @@ def test_yaml_syntax_error_is_reported(tmp_path: Path) -> None:
     path.write_text("lan: [unclosed\n")
     with pytest.raises(SiteError, match=r"\(yaml\)"):
         load_site(path)
+
+
+def test_defaults_are_lan_only_with_in_cluster_ca_and_every_app_on() -> None:
+    site = parse_site(GOOD)
+    assert site.exposure.mode == "lan"
+    assert site.certificates.mode == "ca"
+    assert site.private_domain
+    assert all(site.apps.model_dump().values())
+
+
+PUBLIC = {
+    **GOOD,
+    "domain": "lab.example.com",
+    "exposure": {"cloudflare_tunnel": {"token": {"env": "CF_TUNNEL_TOKEN"}}},
+    "certificates": {"acme": {"email": "me@example.com", "token": {"file": "/etc/homelab/cloudflare-api-token"}}},
+}
+
+
+def test_public_domain_with_tokens_uses_acme_and_the_tunnel(tmp_path: Path) -> None:
+    site = parse_site(PUBLIC)
+    assert site.exposure.mode == "cloudflare-tunnel"
+    assert site.certificates.mode == "acme"
+    assert site.certificates.acme is not None
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    assert site.certificates.acme.token.model_copy(update={"file": token}).read() == "s3cret"
+    assert site.exposure.cloudflare_tunnel is not None
+    assert site.exposure.cloudflare_tunnel.token.read({"CF_TUNNEL_TOKEN": "t"}) == "t"
+    with pytest.raises(LookupError, match=r"\$CF_TUNNEL_TOKEN is empty"):
+        site.exposure.cloudflare_tunnel.token.read({})
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (
+            {"exposure": {"cloudflare_tunnel": {"token": {"value": "abc"}}}},
+            "exposure.cloudflare_tunnel.token",
+            "never put",
+        ),
+        (
+            {"exposure": {"cloudflare_tunnel": {"token": {"file": "/a", "env": "B"}}}},
+            "exposure.cloudflare_tunnel.token",
+            "exactly one",
+        ),
+        ({"certificates": {"acme": {"email": "nope", "token": {"env": "T"}}}}, "certificates.acme.email", "pattern"),
+        ({"apps": {"gitea": False}}, "apps.gitea", "Extra inputs"),
+        ({"apps": {"jellyfin": True}}, "apps.jellyfin", "Extra inputs"),
+        ({"domain": "home.arpa"}, "certificates.acme", "private domain"),
+        ({"domain": "home.arpa"}, "exposure.cloudflare_tunnel", "private domain"),
+    ],
+)
+def test_exposure_certificates_and_apps_mistakes_are_named(change: dict[str, Any], field: str, message: str) -> None:
+    data = copy.deepcopy(PUBLIC) | change
+    problems = problems_of(data)
+    assert field in problems, problems
+    assert message in problems[field]

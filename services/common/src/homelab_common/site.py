@@ -8,13 +8,14 @@ it in the file (``machines[2].mac: not a MAC address``), all at once rather than
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 _MAC_DIGITS = re.compile(r"^[0-9a-f]{12}$")
 _HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -109,6 +110,92 @@ class K3s(_Strict):
     lb_pool: str | None = None
 
 
+#: Domains no public CA will issue for and no Cloudflare zone can hold.
+PRIVATE_SUFFIXES = ("home.arpa", "local", "lan", "internal", "localdomain", "test", "example", "invalid")
+
+
+class SecretRef(_Strict):
+    """Where a secret is, never the secret: the site file is tracked in git and pushed to Gitea.
+
+    Exactly one of ``file`` (a path on the controller, read by `task up`) or ``env`` (a variable's name).
+    """
+
+    file: Path | None = None
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("value" in data or "token" in data):
+            raise ValueError("never put the secret itself in the site file: give file: <path> or env: <VARIABLE>")
+        if isinstance(data, dict) and (("file" in data) == ("env" in data)):
+            raise ValueError("give exactly one of file: <path> or env: <VARIABLE>")
+        return data
+
+    def read(self, environ: Mapping[str, str] | None = None) -> str:
+        """The secret's value; ``LookupError`` naming the file or variable when it is missing or empty."""
+        if self.file is not None:
+            try:
+                value = self.file.expanduser().read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise LookupError(f"cannot read {self.file}: {exc.strerror}") from None
+            where = str(self.file)
+        else:
+            assert self.env is not None
+            value = (os.environ if environ is None else environ).get(self.env, "").strip()
+            where = f"${self.env}"
+        if not value:
+            raise LookupError(f"{where} is empty")
+        return value
+
+
+class CloudflareTunnel(_Strict):
+    """Expose the apps through a Cloudflare Tunnel (cloudflared in the cluster; no port opened on the router)."""
+
+    token: SecretRef
+
+
+class Exposure(_Strict):
+    """How apps are reached: on the LAN only (the default), or also through a Cloudflare Tunnel."""
+
+    cloudflare_tunnel: CloudflareTunnel | None = None
+
+    @property
+    def mode(self) -> Literal["lan", "cloudflare-tunnel"]:
+        return "lan" if self.cloudflare_tunnel is None else "cloudflare-tunnel"
+
+
+class Acme(_Strict):
+    """Let's Encrypt certificates through the DNS-01 challenge (works without opening ports)."""
+
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    dns_provider: Literal["cloudflare"] = "cloudflare"
+    token: SecretRef
+    server: Literal["production", "staging"] = "production"
+
+
+class Certificates(_Strict):
+    """ACME DNS-01 when ``acme`` is given (needs a public domain), else an in-cluster CA (cert-manager)."""
+
+    acme: Acme | None = None
+
+    @property
+    def mode(self) -> Literal["acme", "ca"]:
+        return "ca" if self.acme is None else "acme"
+
+
+class Apps(_Strict):
+    """The optional apps. Always on: Argo CD, cert-manager, Traefik, kured, the upgrade controller, and Gitea (it
+    holds the GitOps repository once the cluster is bootstrapped)."""
+
+    woodpecker: bool = True
+    registry: bool = True
+    monitoring: bool = True
+    logging: bool = True
+    homepage: bool = True
+    dns: bool = True
+
+
 class Site(_Strict):
     """The whole site file."""
 
@@ -118,6 +205,13 @@ class Site(_Strict):
     ssh_keys: list[Annotated[str, AfterValidator(_ssh_key)]] = Field(min_length=1)
     k3s: K3s = K3s()
     machines: list[Machine] = Field(default_factory=list)
+    apps: Apps = Apps()
+    exposure: Exposure = Exposure()
+    certificates: Certificates = Certificates()
+
+    @property
+    def private_domain(self) -> bool:
+        return any(self.domain == s or self.domain.endswith("." + s) for s in PRIVATE_SUFFIXES)
 
     def machine_by_mac(self, mac: str) -> Machine | None:
         wanted = normalise_mac(mac)
@@ -185,6 +279,19 @@ def site_problems(site: Site) -> list[tuple[str, str]]:
                 problems.append(("k3s.lb_pool", f"{site.k3s.lb_pool} is not an ascending range inside {subnet}"))
             elif any(first <= ip <= last for ip in seen["ip"] if isinstance(ip, ipaddress.IPv4Address)):
                 problems.append(("k3s.lb_pool", "overlaps a machine's address"))
+    if site.private_domain:
+        if site.certificates.acme is not None:
+            problems.append(
+                (
+                    "certificates.acme",
+                    f"{site.domain} is a private domain: no public CA issues for it; use a domain "
+                    "you own, or drop certificates.acme to use the in-cluster CA",
+                )
+            )
+        if site.exposure.cloudflare_tunnel is not None:
+            problems.append(
+                ("exposure.cloudflare_tunnel", f"{site.domain} is a private domain: a tunnel needs a Cloudflare zone")
+            )
     return problems
 
 

@@ -71,6 +71,10 @@ class Informer:
 
     Handlers run on the informer's thread after the cache was updated; a handler that raises is logged and
     does not stop the loop. Keep them quick — a :class:`Reconciler`'s ``trigger`` is the typical handler.
+
+    ``transform`` (client-go's ``SetTransform``) is applied to every listed or watched object before it is
+    cached, compared and handed to handlers: keep only the fields the service reads, and a cache of every Pod in
+    the cluster stays small. An update that changes nothing the transform keeps is then no change at all.
     """
 
     def __init__(
@@ -82,9 +86,11 @@ class Informer:
         watch_timeout: float = 240.0,
         request_timeout: float = 30.0,
         backoff: Backoff | None = None,
+        transform: Callable[[Any], Any] | None = None,
         **list_kwargs: Any,
     ) -> None:
         self.name = name or getattr(list_func, "__name__", "informer")
+        self._transform: Callable[[Any], Any] = transform or _identity
         self._list_func = list_func
         self._list_kwargs = list_kwargs
         self._resync_period = resync_period
@@ -197,7 +203,7 @@ class Informer:
     def _relist(self) -> str | None:
         result = self._list_func(**self._list_kwargs, _request_timeout=self._request_timeout)
         items = result["items"] if isinstance(result, dict) else result.items
-        fresh = {object_key(item): item for item in items or []}
+        fresh = {object_key(item): self._transform(item) for item in items or []}
         changes: builtins.list[Change] = []
         with self._lock:
             for key, old in self._cache.items():
@@ -266,6 +272,7 @@ class Informer:
 
     def _apply(self, kind: str, obj: Any) -> None:
         key = object_key(obj)
+        obj = self._transform(obj)
         with self._lock:
             old = self._cache.get(key)
             if kind == "DELETED":
@@ -296,6 +303,10 @@ class Informer:
                         "informer handler failed",
                         extra={"informer": self.name, "object": change.key, "change": change.type},
                     )
+
+
+def _identity(obj: Any) -> Any:
+    return obj
 
 
 def _shutdown(response: Any) -> None:

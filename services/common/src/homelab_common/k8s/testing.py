@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -61,6 +62,14 @@ class _Fault:
     delay: float = 0.0  # hold the reply this long before serving it normally
 
 
+_NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?$")
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason}
+    return aiohttp.web.json_response(body | {"message": message}, status=code)
+
+
 def _make_emulator_class() -> type[Any]:
     """Build the emulator subclass on first use, so importing this module does not import kmock."""
     import kmock
@@ -73,6 +82,46 @@ def _make_emulator_class() -> type[Any]:
             self.rv_counter = 0
             self.faults: list[_Fault] = []
             self.write_lock = asyncio.Lock()
+            #: Namespace objects by name: kmock 0.8 cannot parse /api/v1/namespaces[/{name}] (it reads
+            #: "namespaces" as the namespace-scope prefix), so they are served here before kmock sees the path.
+            self.namespaces: dict[str, dict[str, Any]] = {}
+
+        async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+            match = _NAMESPACES.match(raw_request.path)
+            if match is None:
+                return await super().__call__(raw_request)
+            async with self.write_lock:
+                return await self._namespace(raw_request, match[1])
+
+        async def _namespace(self, raw: aiohttp.web.BaseRequest, name: str | None) -> aiohttp.web.StreamResponse:
+            """List, get, create and delete Namespaces (no watch, no update: nothing here needs them yet)."""
+            if name is None and raw.method == "GET":
+                items = list(self.namespaces.values())
+                meta = {"resourceVersion": str(self.rv_counter)}
+                return aiohttp.web.json_response(
+                    {"kind": "NamespaceList", "apiVersion": "v1", "metadata": meta, "items": items}
+                )
+            if name is None and raw.method == "POST":
+                body = await raw.json()
+                name = str((body.get("metadata") or {}).get("name") or "")
+                if not name:
+                    return _status(422, "Invalid", "metadata.name: Required value")
+                if name in self.namespaces:
+                    return _status(409, "AlreadyExists", f'namespaces "{name}" already exists')
+                meta = body.setdefault("metadata", {})
+                meta |= {"uid": str(uuid.uuid4()), "resourceVersion": self._next_rv()}
+                meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                body |= {"kind": "Namespace", "apiVersion": "v1", "status": {"phase": "Active"}}
+                self.namespaces[name] = body
+                return aiohttp.web.json_response(body, status=201)
+            if name is not None and raw.method in ("GET", "DELETE"):
+                found = self.namespaces.get(name)
+                if found is None:
+                    return _status(404, "NotFound", f'namespaces "{name}" not found')
+                if raw.method == "DELETE":
+                    del self.namespaces[name]
+                return aiohttp.web.json_response(found)
+            return _status(405, "MethodNotAllowed", f"{raw.method} {raw.path} is not emulated")
 
         def _next_rv(self) -> str:
             self.rv_counter += 1
@@ -279,6 +328,9 @@ class KubeEmulator:
         async def snapshot() -> dict[str, dict[str, Any]]:
             import kmock
 
+            if resource == "v1/namespaces":
+                async with self._emulator.write_lock:
+                    return dict(self._emulator.namespaces)
             wanted = kmock.resource(resource)
             found: dict[str, dict[str, Any]] = {}
             async with self._emulator._lock:

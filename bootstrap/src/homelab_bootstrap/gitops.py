@@ -1,0 +1,234 @@
+"""The gitops/ tree and the one site file: which apps exist, which are on, and the values each gets.
+
+Every app folder (``gitops/<tier>/<app>``) is a wrapper chart whose ``values.yaml`` holds our choices and whose
+``values-site.yaml`` is *generated* here from the site file (the ApplicationSets pass both to Helm). The site file
+is the only thing a user edits; nothing per app is edited by hand. Pure functions except :func:`write_values`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from homelab_common.site import Site
+
+TIERS = ("system", "platform", "apps")
+VALUES_FILE = "values-site.yaml"
+ARGOCD_NAMESPACE = "argocd"
+ROOT_PATH = "gitops/root"
+HEADER = "# Generated from the site file by `homelab-bootstrap render`: edit the site file, not this file.\n"
+
+
+@dataclass(frozen=True, order=True)
+class App:
+    tier: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"gitops/{self.tier}/{self.name}"
+
+    @property
+    def namespace(self) -> str:
+        """Folder name = app name = namespace (the ApplicationSets' convention)."""
+        return self.name
+
+
+def discover_apps(repo: Path) -> list[App]:
+    """Every app folder (one with a Chart.yaml) under gitops/<tier>/, in tier order."""
+    found = []
+    for tier in TIERS:
+        base = repo / "gitops" / tier
+        if base.is_dir():
+            found += [App(tier, d.name) for d in sorted(base.iterdir()) if (d / "Chart.yaml").is_file()]
+    return found
+
+
+def enabled(app: App, site: Site) -> bool:
+    """Optional apps follow ``site.apps``; the tunnel connector exists only with a tunnel; the rest is always on."""
+    toggles = {
+        "woodpecker": site.apps.woodpecker,
+        "registry": site.apps.registry,
+        "monitoring": site.apps.monitoring,
+        "loki": site.apps.logging,
+        "alloy": site.apps.logging,
+        "homepage": site.apps.homepage,
+        "dns": site.apps.dns,
+        "cloudflared": site.exposure.cloudflare_tunnel is not None,
+        # provisioning needs machines to provision (a bring-your-own cluster may list none)
+        "pxe": bool(site.machines),
+        "autoinstall": bool(site.machines),
+    }
+    return toggles.get(app.name, True)
+
+
+def hostname(site: Site, app: str) -> str:
+    """The public name of an app's UI: ``<app>.<domain>``."""
+    short = {"gitea": "git", "woodpecker": "ci", "monitoring": "grafana", "homepage": "home"}.get(app, app)
+    return f"{short}.{site.domain}"
+
+
+def site_block(site: Site) -> dict[str, Any]:
+    """What every wrapper chart's own templates may read as ``.Values.site`` (no secrets: they never reach git)."""
+    acme = site.certificates.acme
+    return {
+        "domain": site.domain,
+        "timezone": site.timezone,
+        "lan": {"subnet": str(site.lan.subnet), "gateway": str(site.lan.gateway)},
+        "k3s": {"version": site.k3s.version},
+        "apps": site.apps.model_dump(),
+        "exposure": {"mode": site.exposure.mode},
+        "certificates": {
+            "mode": site.certificates.mode,
+            "issuer": "homelab",
+            **({"acme": {"email": acme.email, "server": acme.server}} if acme else {}),
+        },
+    }
+
+
+AUTOINSTALL_PORT = 8081
+
+
+def site_file_text(site: Site) -> str:
+    """The site as a site file (normalised: MACs in colon form, defaults filled), for services that read one."""
+    return yaml.safe_dump(site.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def _ingress_annotations() -> dict[str, str]:
+    return {"cert-manager.io/cluster-issuer": "homelab"}
+
+
+def _tls(site: Site, app: str) -> list[dict[str, Any]]:
+    return [{"secretName": f"{app}-tls", "hosts": [hostname(site, app)]}]
+
+
+def app_values(app: App, site: Site) -> dict[str, Any]:
+    """The generated values of one app: the site block plus the upstream chart's keys the site decides."""
+    host = hostname(site, app.name)
+    values: dict[str, Any] = {"site": site_block(site)}
+    if app.name == "argocd":
+        values["argo-cd"] = {
+            "global": {"domain": host},
+            "server": {"ingress": {"annotations": _ingress_annotations()}},
+        }
+    elif app.name == "kured":
+        values["kured"] = {"configuration": {"timeZone": site.timezone}}
+    elif app.name == "monitoring":
+        values["kube-prometheus-stack"] = {
+            "grafana": {
+                "defaultDashboardsTimezone": site.timezone,
+                "ingress": {"hosts": [host], "tls": _tls(site, app.name), "annotations": _ingress_annotations()},
+            }
+        }
+    elif app.name == "gitea":
+        values["gitea"] = {
+            "gitea": {"config": {"server": {"DOMAIN": host, "ROOT_URL": f"https://{host}/"}}},
+            "ingress": {
+                "hosts": [{"host": host, "paths": [{"path": "/", "pathType": "Prefix"}]}],
+                "tls": _tls(site, app.name),
+                "annotations": _ingress_annotations(),
+            },
+        }
+    elif app.name == "woodpecker":
+        forge = hostname(site, "gitea")
+        values["woodpecker"] = {
+            "server": {
+                "env": {
+                    "WOODPECKER_HOST": f"https://{host}",
+                    # the browser is sent to Gitea to log in, so the forge URL is Gitea's public one
+                    "WOODPECKER_GITEA_URL": f"https://{forge}",
+                    # an in-cluster CA is not in Woodpecker's trust store; ACME certificates are
+                    "WOODPECKER_GITEA_SKIP_VERIFY": "true" if site.certificates.mode == "ca" else "false",
+                },
+                "ingress": {
+                    "hosts": [
+                        {
+                            "host": host,
+                            "paths": [
+                                {"path": "/", "backend": {"serviceName": "woodpecker-server", "servicePort": 80}}
+                            ],
+                        }
+                    ],
+                    "tls": _tls(site, app.name),
+                    "annotations": _ingress_annotations(),
+                },
+            }
+        }
+    elif app.name == "autoinstall" and site.first_server is not None:
+        # installers on the LAN reach the LoadBalancer Service (k3s ServiceLB) on any node: the first server's
+        env = {"HOMELAB_AUTOINSTALL_PUBLIC_URL": f"http://{site.first_server.ip}:{AUTOINSTALL_PORT}"}
+        values["autoinstall"] = {
+            "controllers": {"main": {"containers": {"main": {"env": env}}}},
+            "configMaps": {"site": {"data": {"site.yaml": site_file_text(site)}}},
+        }
+    elif app.name == "pxe":
+        env = {
+            "HOMELAB_PXE_LAN": str(site.lan.subnet),
+            "HOMELAB_PXE_AUTOINSTALL_URL": f"http://autoinstall.autoinstall.svc:{AUTOINSTALL_PORT}",
+        }
+        values["pxe"] = {"controllers": {"main": {"containers": {"main": {"env": env}}}}}
+    elif app.name == "registry":
+        values["docker-registry"] = {
+            "ingress": {"hosts": [host], "tls": _tls(site, app.name), "annotations": _ingress_annotations()}
+        }
+    return values
+
+
+def render_values(repo: Path, site: Site) -> dict[App, dict[str, Any]]:
+    return {app: app_values(app, site) for app in discover_apps(repo)}
+
+
+def write_values(repo: Path, site: Site) -> list[Path]:
+    """Write ``values-site.yaml`` into every app folder; returns the files whose content changed."""
+    changed = []
+    for app, values in render_values(repo, site).items():
+        path = repo / app.path / VALUES_FILE
+        text = HEADER + yaml.safe_dump(values, sort_keys=True)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def excluded(repo: Path, site: Site) -> list[str]:
+    """App folders the ApplicationSets skip (optional apps the site turns off)."""
+    return [app.path for app in discover_apps(repo) if not enabled(app, site)]
+
+
+def root_values(repo: Path, site: Site, repo_url: str, revision: str = "main") -> dict[str, Any]:
+    return {
+        "repoURL": repo_url,
+        "revision": revision,
+        "argocdNamespace": ARGOCD_NAMESPACE,
+        "exclude": excluded(repo, site),
+    }
+
+
+def root_application(values: dict[str, Any]) -> dict[str, Any]:
+    """The root Application: Argo CD keeps the tier ApplicationSets (gitops/root) in sync with git, itself included."""
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": "root",
+            "namespace": ARGOCD_NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "homelab"},
+        },
+        "spec": {
+            "project": "default",
+            "source": {
+                "repoURL": values["repoURL"],
+                "targetRevision": values["revision"],
+                "path": ROOT_PATH,
+                "helm": {"releaseName": "root", "valuesObject": values},
+            },
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": ARGOCD_NAMESPACE},
+            "syncPolicy": {
+                "automated": {"prune": True, "selfHeal": True},
+                "syncOptions": ["ServerSideApply=true"],
+            },
+        },
+    }

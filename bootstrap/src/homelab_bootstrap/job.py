@@ -1,0 +1,402 @@
+"""The one-shot bootstrap: namespaces → secrets → the GitOps repository → Argo CD → root ApplicationSets, then
+(once Gitea runs) the repository moves into Gitea and the root app follows it → wait for every app.
+
+The repository is built before Argo CD is installed because Argo CD's own chart and values come from it: the
+release helm installs is the one Argo CD then manages.
+
+Every step reads the cluster (or the repository, or Gitea) before acting, so a rerun writes nothing and a run that
+failed half-way resumes where it stopped. The same code runs on the controller (`task up`) and in the cluster as a
+Job (charts/bootstrap).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import bcrypt
+import yaml
+
+from homelab_bootstrap import gitops
+from homelab_bootstrap.gitea import Gitea
+from homelab_bootstrap.kube import Kube
+from homelab_bootstrap.seed import SeedRepo
+from homelab_common.site import Site
+
+GITEA_ORG = "homelab"
+#: Gitea's in-cluster URL (the gitea chart's HTTP Service in the gitea namespace): what Argo CD clones from
+GITEA_CLUSTER_URL = "http://gitea-http.gitea.svc:3000"
+GITEA_REPO = "gitops"
+ARGOCD_RELEASE = "argocd"
+
+
+class Runner(Protocol):
+    """Runs a command; returns (exit code, stdout, stderr). The real one is :func:`run_command`."""
+
+    def __call__(self, args: Sequence[str]) -> tuple[int, str, str]: ...
+
+
+def run_command(args: Sequence[str]) -> tuple[int, str, str]:
+    proc = subprocess.run(list(args), capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+class BootstrapError(RuntimeError):
+    """A step failed; the message says which and what to do."""
+
+
+@dataclass
+class GiteaTarget:
+    """Where Gitea's API and git endpoint are reachable from here, and the in-cluster URL Argo CD uses."""
+
+    url: str
+    cluster_url: str
+
+
+@dataclass
+class Context:
+    site: Site
+    site_text: str
+    source: Path  # the checkout: gitops/, charts/
+    state: Path  # .cache/homelab or the Job's volume
+    kube: Kube
+    helm: str = "helm"
+    run: Runner = run_command
+    repo_url: str | None = None  # where Argo CD clones the seed repository (the controller's server)
+    gitea: GiteaTarget | None = None
+    environ: dict[str, str] = field(default_factory=dict)
+    say: Callable[[str], None] = print
+    wait_timeout: float = 3600.0
+    poll: float = 10.0
+
+
+def _secret(namespace: str, name: str, data: dict[str, str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels or {"app.kubernetes.io/part-of": "homelab"},
+        },
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def _read_secret(ctx: Context, namespace: str, name: str) -> dict[str, str]:
+    obj = ctx.kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": namespace, "name": name}})
+    if obj is None:
+        raise BootstrapError(f"secret {namespace}/{name} is missing: rerun the bootstrap from the start")
+    return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+
+
+# ------------------------------------------------------------------------------------------------ steps
+
+
+def step_namespaces(ctx: Context) -> list[str]:
+    names = [gitops.ARGOCD_NAMESPACE, "cert-manager", "monitoring", "gitea", "registry", "woodpecker", "cloudflared"]
+    apps = {a.name: a for a in gitops.discover_apps(ctx.source)}
+    wanted = [n for n in names if n == gitops.ARGOCD_NAMESPACE or (n in apps and gitops.enabled(apps[n], ctx.site))]
+    changes = []
+    for name in wanted:
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        if ctx.kube.apply(ns, create_only=True) == "created":
+            changes.append(f"namespace {name} created")
+    return changes
+
+
+def generated_credentials(site: Site) -> dict[tuple[str, str], dict[str, str]]:
+    """The admin credentials we generate (random, once; never a default password): (namespace, secret) → keys."""
+    creds: dict[tuple[str, str], dict[str, str]] = {}
+    creds[("gitea", "gitea-admin")] = {"username": "gitea-admin", "password": secrets.token_urlsafe(24)}
+    if site.apps.monitoring:
+        creds[("monitoring", "grafana-admin")] = {"admin-user": "admin", "admin-password": secrets.token_urlsafe(24)}
+    if site.apps.woodpecker:
+        creds[("woodpecker", "woodpecker-agent-secret")] = {"WOODPECKER_AGENT_SECRET": secrets.token_hex(32)}
+    if site.apps.registry:
+        creds[("registry", "registry-admin")] = {"username": "admin", "password": secrets.token_urlsafe(24)}
+    return creds
+
+
+def htpasswd(username: str, password: str) -> str:
+    """One htpasswd line with a bcrypt hash: the only scheme the distribution registry accepts."""
+    return f"{username}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n"
+
+
+def step_secrets(ctx: Context) -> list[str]:
+    changes = []
+    for (namespace, name), data in generated_credentials(ctx.site).items():
+        if ctx.kube.apply(_secret(namespace, name, data), create_only=True) == "created":
+            changes.append(f"secret {namespace}/{name} generated")
+    if ctx.site.apps.registry:
+        probe = _secret("registry", "registry-htpasswd", {})
+        if ctx.kube.get(probe) is None:
+            admin = _read_secret(ctx, "registry", "registry-admin")
+            file = htpasswd(admin["username"], admin["password"])
+            ctx.kube.apply(_secret("registry", "registry-htpasswd", {"htpasswd": file}), create_only=True)
+            changes.append("secret registry/registry-htpasswd derived from registry-admin")
+    refs = []
+    if ctx.site.certificates.acme is not None:
+        refs.append(("cert-manager", "cloudflare-api-token", "api-token", ctx.site.certificates.acme.token))
+    if ctx.site.exposure.cloudflare_tunnel is not None:
+        refs.append(("cloudflared", "cloudflared-token", "token", ctx.site.exposure.cloudflare_tunnel.token))
+    for namespace, name, key, ref in refs:
+        try:
+            value = ref.read(ctx.environ or None)
+        except LookupError as exc:
+            raise BootstrapError(f"secret {namespace}/{name}: {exc}") from None
+        if ctx.kube.apply(_secret(namespace, name, {key: value})) != "unchanged":
+            changes.append(f"secret {namespace}/{name} set from the site file's reference")
+    return changes
+
+
+def _helm(ctx: Context, *args: str) -> str:
+    code, out, err = ctx.run([ctx.helm, *args])
+    if code != 0:
+        raise BootstrapError(f"helm {args[0]} failed: {err.strip() or out.strip()}")
+    return out
+
+
+def argocd_chart(ctx: Context) -> tuple[Path, Path]:
+    """The Argo CD wrapper chart in the seed repository and its generated values file."""
+    chart = SeedRepo(ctx.state).work / "gitops" / "system" / "argocd"
+    return chart, chart / gitops.VALUES_FILE
+
+
+def step_argocd(ctx: Context) -> list[str]:
+    """helm upgrade --install the same wrapper chart Argo CD later manages (and so adopts), unless it is there."""
+    chart, values = argocd_chart(ctx)
+    wanted = yaml.safe_load(values.read_text(encoding="utf-8"))
+    code, out, _ = ctx.run([ctx.helm, "status", ARGOCD_RELEASE, "-n", gitops.ARGOCD_NAMESPACE, "-o", "json"])
+    if code == 0 and json.loads(out).get("info", {}).get("status") == "deployed":
+        current = json.loads(
+            _helm(ctx, "get", "values", ARGOCD_RELEASE, "-n", gitops.ARGOCD_NAMESPACE, "-o", "json") or "{}"
+        )
+        if current == wanted:
+            return []
+    ctx.say("bootstrap: argocd: installing with helm and waiting for it to be ready (up to 15 minutes)")
+    _helm(ctx, "dependency", "build", str(chart))
+    _helm(
+        ctx,
+        "upgrade",
+        "--install",
+        ARGOCD_RELEASE,
+        str(chart),
+        "--namespace",
+        gitops.ARGOCD_NAMESPACE,
+        "--values",
+        str(values),
+        "--wait",
+        "--timeout",
+        "15m",
+    )
+    return ["argocd installed with helm"]
+
+
+def _root_application(ctx: Context) -> dict[str, Any] | None:
+    return ctx.kube.get(gitops.root_application({"repoURL": "", "revision": "main"}))
+
+
+def current_repo_url(ctx: Context) -> str | None:
+    root = _root_application(ctx)
+    return None if root is None else str(root["spec"]["source"]["repoURL"])
+
+
+def step_repository(ctx: Context) -> list[str]:
+    """Bring the seed repository up to date (served by the controller, or pushed to Gitea once it moved there)."""
+    seed = SeedRepo(ctx.state)
+    changed = seed.update(ctx.source, ctx.site, ctx.site_text)
+    changes = ["GitOps repository committed"] if changed else []
+    if ctx.gitea is not None and on_gitea(ctx):
+        user = _read_secret(ctx, "gitea", "gitea-admin")
+        if seed.push(gitea_repo_url(ctx.gitea.url), user["username"], user["password"]):
+            changes.append("GitOps repository pushed to Gitea")
+    return changes
+
+
+def _target_url(ctx: Context) -> str:
+    current = current_repo_url(ctx)
+    if current is not None and on_gitea(ctx):
+        return current  # moved into Gitea: never back to the controller's copy
+    if ctx.repo_url is None:
+        if current is None:
+            raise BootstrapError("no GitOps repository URL: serve it from the controller (`task up`) first")
+        return current
+    return ctx.repo_url
+
+
+def apply_root(ctx: Context, repo_url: str) -> list[str]:
+    values = gitops.root_values(ctx.source, ctx.site, repo_url)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(values, handle)
+    try:
+        rendered = _helm(
+            ctx,
+            "template",
+            "root",
+            str(ctx.source / gitops.ROOT_PATH),
+            "--namespace",
+            gitops.ARGOCD_NAMESPACE,
+            "--values",
+            handle.name,
+        )
+    finally:
+        Path(handle.name).unlink()
+    changes = []
+    objects = [d for d in yaml.safe_load_all(rendered) if d]
+    for obj in [*objects, gitops.root_application(values)]:
+        outcome = ctx.kube.apply(obj)
+        if outcome != "unchanged":
+            changes.append(f"{obj['kind']} {obj['metadata']['name']} {outcome}")
+    return changes
+
+
+def step_root(ctx: Context) -> list[str]:
+    return apply_root(ctx, _target_url(ctx))
+
+
+def applications(ctx: Context) -> list[dict[str, Any]]:
+    return ctx.kube.list("argoproj.io/v1alpha1", "Application", gitops.ARGOCD_NAMESPACE)
+
+
+def expected_apps(ctx: Context) -> set[str]:
+    return {"root"} | {a.name for a in gitops.discover_apps(ctx.source) if gitops.enabled(a, ctx.site)}
+
+
+def app_states(ctx: Context) -> dict[str, tuple[str, str]]:
+    """Each Application's (sync, health) status."""
+    seen = {}
+    for app in applications(ctx):
+        status = app.get("status") or {}
+        sync = (status.get("sync") or {}).get("status", "Unknown")
+        health = (status.get("health") or {}).get("status", "Unknown")
+        seen[app["metadata"]["name"]] = (str(sync), str(health))
+    return seen
+
+
+def wait_apps(ctx: Context, expected: set[str]) -> None:
+    """Wait until the ``expected`` Applications are Synced and Healthy, printing what is pending when it changes."""
+    deadline = time.monotonic() + ctx.wait_timeout
+    last = ""
+    while True:
+        seen = app_states(ctx)
+        pending = sorted(n for n in expected if seen.get(n) != ("Synced", "Healthy"))
+        ready = len(expected) - len(pending)
+        waiting = ", ".join(f"{n} ({'/'.join(seen.get(n, ('absent',)))})" for n in pending)
+        line = f"apps: {ready}/{len(expected)} Synced and Healthy" + (f"; waiting for {waiting}" if pending else "")
+        if line != last:
+            ctx.say(line)
+            last = line
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise BootstrapError(f"apps not Synced and Healthy after {ctx.wait_timeout:.0f}s: {', '.join(pending)}")
+        time.sleep(ctx.poll)
+
+
+def step_wait(ctx: Context) -> list[str]:
+    """Every Application Synced and Healthy."""
+    wait_apps(ctx, expected_apps(ctx))
+    return []
+
+
+def apps_done(ctx: Context, gitea_cluster_url: str) -> str | None:
+    """Why the apps stage has nothing to do (the repository is in Gitea, every app Synced and Healthy), or None."""
+    if current_repo_url(ctx) != gitea_repo_url(gitea_cluster_url):
+        return None
+    seen = app_states(ctx)
+    if all(seen.get(n) == ("Synced", "Healthy") for n in expected_apps(ctx)):
+        return "the repository is in Gitea and every Application is Synced and Healthy"
+    return None
+
+
+def gitea_repo_url(base: str) -> str:
+    return f"{base.rstrip('/')}/{GITEA_ORG}/{GITEA_REPO}.git"
+
+
+def gitea_clone_url(ctx: Context) -> str:
+    return gitea_repo_url(ctx.gitea.cluster_url if ctx.gitea is not None else GITEA_CLUSTER_URL)
+
+
+def on_gitea(ctx: Context) -> bool:
+    """Has the root Application been switched to the repository in Gitea?"""
+    return current_repo_url(ctx) == gitea_clone_url(ctx)
+
+
+def step_gitea(ctx: Context) -> list[str]:
+    """Move the GitOps repository into Gitea: org + repo via the API, push, Argo CD credentials, switch the root."""
+    if ctx.gitea is None:
+        return []
+    # Woodpecker (apps tier) cannot start before its Gitea login exists: wait for Gitea alone, not for everything
+    wait_apps(ctx, {"gitea"})
+    user = _read_secret(ctx, "gitea", "gitea-admin")
+    api = Gitea(ctx.gitea.url, user["username"], user["password"])
+    api.whoami()
+    changes = []
+    if api.ensure_org(GITEA_ORG):
+        changes.append(f"Gitea organisation {GITEA_ORG} created")
+    _, created = api.ensure_repo(GITEA_ORG, GITEA_REPO)
+    if created:
+        changes.append(f"Gitea repository {GITEA_ORG}/{GITEA_REPO} created")
+    if SeedRepo(ctx.state).push(gitea_repo_url(ctx.gitea.url), user["username"], user["password"]):
+        changes.append("GitOps repository pushed to Gitea")
+    if ctx.site.apps.woodpecker:
+        changes += _woodpecker_oauth(ctx, api)
+    clone_url = gitea_clone_url(ctx)
+    repo_secret = _secret(
+        gitops.ARGOCD_NAMESPACE,
+        "homelab-gitops-repo",
+        {"type": "git", "url": clone_url, "username": user["username"], "password": user["password"]},
+        labels={"argocd.argoproj.io/secret-type": "repository", "app.kubernetes.io/part-of": "homelab"},
+    )
+    if ctx.kube.apply(repo_secret) != "unchanged":
+        changes.append("Argo CD given the Gitea repository credential")
+    changes += apply_root(ctx, clone_url)
+    return changes
+
+
+def _woodpecker_oauth(ctx: Context, api: Gitea) -> list[str]:
+    """Woodpecker logs in through Gitea: an OAuth2 application in Gitea, its credential as a Secret Woodpecker reads."""
+    probe = {"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "woodpecker", "name": "woodpecker-gitea"}}
+    if ctx.kube.get(probe) is not None:
+        return []
+    redirect = f"https://{gitops.hostname(ctx.site, 'woodpecker')}/authorize"
+    client_id, client_secret = api.recreate_oauth_app("woodpecker", redirect)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "woodpecker"}}
+    ctx.kube.apply(ns, create_only=True)
+    data = {"WOODPECKER_GITEA_CLIENT": client_id, "WOODPECKER_GITEA_SECRET": client_secret}
+    ctx.kube.apply(_secret("woodpecker", "woodpecker-gitea", data), create_only=True)
+    return ["Gitea OAuth2 application for Woodpecker created"]
+
+
+Step = Callable[[Context], list[str]]
+STEPS: list[tuple[str, Step]] = [
+    ("namespaces", step_namespaces),
+    ("secrets", step_secrets),
+    ("repository", step_repository),
+    ("argocd", step_argocd),
+    ("root", step_root),
+    ("gitea", step_gitea),
+    ("wait", step_wait),
+]
+
+
+def run(ctx: Context, steps: list[tuple[str, Step]] | None = None) -> list[str]:
+    """Run every step in order; returns all changes made ([] on a rerun against a bootstrapped cluster)."""
+    changes: list[str] = []
+    for name, step in steps or STEPS:
+        started = time.monotonic()
+        done = step(ctx)
+        took = time.monotonic() - started
+        ctx.say(f"bootstrap: {name}: " + ("; ".join(done) if done else "already done") + f" ({took:.1f}s)")
+        changes += done
+    return changes

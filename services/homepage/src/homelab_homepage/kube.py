@@ -1,0 +1,171 @@
+"""The Kubernetes adapter: four watch caches (Ingresses, EndpointSlices, Pods, Services) feeding the catalog.
+
+Each change is reduced to a small record once, on the informer's thread, and handed to the catalog, which
+rebuilds the page off the request path. A page view therefore makes no Kubernetes API call at all; the API
+sees one list and one long-lived watch per kind (plus a relist every ``resync_seconds``), whatever the traffic.
+Read-only: the chart's ClusterRole grants list/watch on exactly these four kinds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import kubernetes.client
+
+from homelab_common.k8s import Backoff, Change, Informer, load_client
+from homelab_homepage.catalog import Catalog, Kind
+from homelab_homepage.core import (
+    SlimIngress,
+    SlimPod,
+    SlimService,
+    SlimSlice,
+    slim_endpoint_slice,
+    slim_ingress,
+    slim_pod,
+    slim_service,
+    trim,
+)
+from homelab_homepage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Slimmer = Callable[[Mapping[str, Any]], SlimIngress | SlimPod | SlimSlice | SlimService]
+SLIMMERS: dict[Kind, Slimmer] = {
+    "ingress": slim_ingress,
+    "slice": slim_endpoint_slice,
+    "pod": slim_pod,
+    "service": slim_service,
+}
+
+
+PATHS: dict[Kind, str] = {
+    "ingress": "/apis/networking.k8s.io/v1/ingresses",
+    "slice": "/apis/discovery.k8s.io/v1/endpointslices",
+    "pod": "/api/v1/pods",
+    "service": "/api/v1/services",
+}
+
+
+def lister(api: kubernetes.client.ApiClient, path: str) -> Callable[..., Any]:
+    """List (or watch) every object at ``path`` through the official client's ApiClient, as plain JSON dicts.
+
+    Why not ``CoreV1Api(api).list_pod_for_all_namespaces``: in kubernetes 35+ every generated API method is
+    wrapped in pydantic's ``validate_call``, and importing CoreV1Api alone builds ~400 validators (about 80 MB
+    resident); the models built for every Pod cost more again. The ApiClient still does the configuration,
+    authentication (the service account token) and TLS; the watch hands dicts over because this function's
+    signature names no model type; the informer's transform then keeps a few fields of each.
+    """
+
+    def call(
+        *,
+        watch: bool = False,
+        resource_version: str | None = None,
+        timeout_seconds: int | None = None,
+        allow_watch_bookmarks: bool | None = None,
+        _request_timeout: Any = None,
+        _preload_content: bool = True,
+    ) -> Any:
+        query: list[tuple[str, Any]] = []
+        if watch:
+            query.append(("watch", True))
+        if resource_version is not None:
+            query.append(("resourceVersion", resource_version))
+        if timeout_seconds is not None:
+            query.append(("timeoutSeconds", timeout_seconds))
+        if allow_watch_bookmarks is not None:
+            query.append(("allowWatchBookmarks", allow_watch_bookmarks))
+        request = api.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )  # fmt: skip
+        response = api.call_api(*request, _request_timeout=_request_timeout)
+        if not 200 <= response.status <= 299:
+            response.read()  # type: ignore[no-untyped-call]
+            raise kubernetes.client.ApiException.from_response(http_resp=response, body=None, data=None)
+        if watch or not _preload_content:
+            return response.response  # the urllib3 response, streamed by kubernetes.watch
+        try:
+            return json.loads(response.read())  # type: ignore[no-untyped-call]
+        finally:
+            response.response.release_conn()
+
+    call.__name__ = "list_" + path.rsplit("/", 1)[-1]
+    return call
+
+
+class KubeSource:
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        catalog: Catalog,
+        *,
+        resync_seconds: float = 300.0,
+        backoff: Callable[[], Backoff] = Backoff,
+        request_timeout: float = 30.0,
+    ) -> None:
+        self._catalog = catalog
+        self._sanitize: Callable[[Any], Any] = api.sanitize_for_serialization
+        self.informers: dict[Kind, Informer] = {}
+        for kind, path in PATHS.items():
+            informer = Informer(
+                lister(api, path),
+                name=f"homepage-{kind}",
+                resync_period=resync_seconds,
+                backoff=backoff(),
+                request_timeout=request_timeout,
+                transform=self._trimmer(kind),
+            )
+            informer.add_handler(self._handler(kind))
+            self.informers[kind] = informer
+        self._stopping = threading.Event()
+        self._sync_thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, catalog: Catalog) -> KubeSource:
+        return cls(load_client(settings.kubeconfig), catalog, resync_seconds=settings.resync_seconds)
+
+    def _trimmer(self, kind: Kind) -> Callable[[Any], dict[str, Any]]:
+        def transform(obj: Any) -> dict[str, Any]:
+            return trim(kind, obj if isinstance(obj, Mapping) else self._sanitize(obj))
+
+        return transform
+
+    def _handler(self, kind: Kind) -> Callable[[Change], None]:
+        slim = SLIMMERS[kind]
+
+        def handle(change: Change) -> None:
+            if change.type == "DELETED":
+                self._catalog.apply(kind, change.key, None)
+                return
+            raw = change.obj if isinstance(change.obj, Mapping) else self._sanitize(change.obj)
+            self._catalog.apply(kind, change.key, slim(raw))
+
+        return handle
+
+    def start(self) -> KubeSource:
+        for informer in self.informers.values():
+            informer.start()
+        self._sync_thread = threading.Thread(target=self._await_sync, name="homepage-sync", daemon=True)
+        self._sync_thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for informer in self.informers.values():
+            informer.stop()
+        if self._sync_thread is not None:
+            self._sync_thread.join(10)
+
+    def _await_sync(self) -> None:
+        """Until every kind has been listed once, an app's status is "unknown" rather than a false "down"."""
+        for kind, informer in self.informers.items():
+            while not informer.wait_for_sync(timeout=0.5):
+                if self._stopping.is_set():
+                    return
+            log.debug("kubernetes cache synced", extra={"kind": kind})
+        log.info("kubernetes caches synced", extra={"kinds": sorted(self.informers)})
+        self._catalog.set_synced(True)

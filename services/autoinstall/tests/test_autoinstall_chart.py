@@ -3,7 +3,6 @@ the state sits on a persistent volume at the state directory it is told to use."
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,6 @@ from homelab_common.settings import load_settings
 from homelab_common.site import parse_site
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "autoinstall"
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("helm") is None and not (CHART.parents[1] / ".cache" / "bin" / "helm").exists(),
-    reason="helm not installed (./task deps)",
-)
 
 
 def test_chart_runs_one_replica_with_persistent_state_and_the_site_from_a_configmap(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,6 @@ CHART = Path(__file__).resolve().parents[3] / "charts" / "pxe"
 
 
 def deployment(values: list[Path]) -> dict[str, Any]:
-    if shutil.which("helm") is None:
-        pytest.skip("helm is not installed (./task deps installs it)")
     from chart_harness import find, render_chart
 
     docs = render_chart(CHART, values)

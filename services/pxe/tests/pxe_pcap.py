@@ -7,9 +7,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "pcap"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "pcap"
 _GLOBAL = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
 LINKTYPE_ETHERNET = 1
@@ -29,7 +27,7 @@ class Datagram:
 
 
 def reference_dir() -> Path:
-    """The captures: ``$HOMELAB_REFERENCE_DIR/pcap`` or the shared folder beside the checkout."""
+    """The captures: ``$HOMELAB_REFERENCE_DIR/pcap``, or the copies vendored in fixtures/pcap."""
     import os
 
     override = os.environ.get("HOMELAB_REFERENCE_DIR")
@@ -76,17 +74,12 @@ CAPTURES = ["seabios-ipxe-rom.pcap", "ovmf-ipxe-efi-rom.pcap", "ovmf-edk2-pxe-th
 
 
 def capture(name: str) -> list[Datagram]:
-    """The DHCP datagrams of one reference capture; skips the test when the captures are not beside the checkout."""
-    path = reference_dir() / name
-    if not path.exists():
-        pytest.skip(f"reference capture {path} is missing (shared/reference beside the checkout)")
-    return dhcp_datagrams(path)
+    """The DHCP datagrams of one reference capture."""
+    return dhcp_datagrams(reference_dir() / name)
 
 
 def all_dhcp() -> list[tuple[str, Datagram]]:
     found: list[tuple[str, Datagram]] = []
     for name in CAPTURES:
-        path = reference_dir() / name
-        if path.exists():
-            found += [(name, d) for d in dhcp_datagrams(path)]
+        found += [(name, d) for d in dhcp_datagrams(reference_dir() / name)]
     return found

@@ -73,6 +73,16 @@ def tcp_open(host: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
+def ssh_answers(host: str, timeout: float = 3.0) -> bool:
+    """An SSH server (its ``SSH-2.0-...`` banner) answers at host:22 — not merely something accepting TCP there."""
+    try:
+        with socket.create_connection((host, 22), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            return conn.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 def api_endpoint(kubeconfig: Path) -> tuple[str, int]:
     """The API server's host and port from a kubeconfig (its current context's cluster)."""
     try:
@@ -201,9 +211,14 @@ def start_boot_services(opts: Options, site: Site) -> list[subprocess.Popen[byte
     return procs
 
 
-def metal_done(site: Site) -> str | None:
-    """Done when every machine answers SSH (installed and booted from disk)."""
-    if all(tcp_open(str(m.ip), 22, timeout=1.0) for m in site.machines):
+def metal_done(site: Site, lab: bool = False) -> str | None:
+    """Done when every machine's SSH server answers (installed and booted from disk).
+
+    Never for the virtual lab: its VMs live only while `task up` runs, on a bridge the host has no route to.
+    """
+    if lab:
+        return None
+    if all(ssh_answers(str(m.ip), timeout=1.0) for m in site.machines):
         return "every machine answers on SSH"
     return None
 
@@ -305,21 +320,15 @@ def run_cluster(opts: Options, site: Site, timeout: float = 1800.0) -> None:
         time.sleep(5)
     first = site.first_server
     assert first is not None
-    proc = subprocess.run(
-        [
-            "ssh",
-            "-o",
-            "StrictHostKeyChecking=accept-new",
-            f"{opts.ssh_user}@{first.ip}",
-            "sudo",
-            "cat",
-            "/etc/rancher/k3s/k3s.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    command = ["ssh", "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15"]
+    command += [f"{opts.ssh_user}@{first.ip}", "sudo", "cat", "/etc/rancher/k3s/k3s.yaml"]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=90)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(
+            f"fetching the kubeconfig from {first.name} ({first.ip}) over SSH took over 90s: check that the machine "
+            f"is up and that your SSH key (site.yaml ssh_keys) is loaded (ssh-add -l)"
+        ) from None
     if proc.returncode != 0:
         raise RuntimeError(f"fetching the kubeconfig from {first.name} over SSH failed: {proc.stderr.strip()}")
     path = kubeconfig_path(opts)

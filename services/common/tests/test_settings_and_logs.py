@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from homelab_common.logs import REDACTED, JsonFormatter, configure_logging
-from homelab_common.settings import ServiceSettings, SettingsError, env_name, load_settings
+from homelab_common.settings import ServiceSettings, SettingsError, env_name, load_settings, load_settings_or_exit
 
 
 class DemoSettings(ServiceSettings):
@@ -85,3 +85,13 @@ def test_configure_logging_is_idempotent() -> None:
     ours = [h for h in logging.getLogger().handlers if getattr(h, "_homelab", False)]
     assert len(ours) == 1
     assert logging.getLogger().level == logging.INFO
+
+
+def test_a_service_main_exits_2_naming_the_bad_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOMELAB_DEMO_PORT", "eighty")
+    with pytest.raises(SystemExit) as info:
+        load_settings_or_exit(DemoSettings)
+    assert info.value.code == 2
+    assert "HOMELAB_DEMO_PORT" in capsys.readouterr().err

@@ -13,18 +13,14 @@ from homelab_autoinstall.api import create_app
 from homelab_autoinstall.settings import Settings
 from homelab_common.logs import configure_logging
 from homelab_common.server import serve
-from homelab_common.settings import SettingsError, load_settings
+from homelab_common.settings import load_settings_or_exit
 from homelab_common.site import SiteError
 
 DEFAULT_BIND = "0.0.0.0:8081"
 
 
 def main() -> None:
-    try:
-        settings = load_settings(Settings)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(2)
+    settings = load_settings_or_exit(Settings)
     configure_logging("autoinstall", settings.log_level)
     try:
         app = create_app(settings)

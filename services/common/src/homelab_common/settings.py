@@ -8,6 +8,7 @@ so a misconfigured pod fails fast with something a person can act on.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -60,3 +61,12 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
             where = name + "".join(f"[{part}]" for part in loc[1:])
             problems.append(f"{where}: {err['msg']}")
         raise SettingsError(f"{cls.service_name}: invalid settings: " + "; ".join(problems)) from None
+
+
+def load_settings_or_exit(cls: type[S], **overrides: Any) -> S:
+    """For a service's ``main()``: the settings, or every problem on stderr and exit status 2 before anything starts."""
+    try:
+        return load_settings(cls, **overrides)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None

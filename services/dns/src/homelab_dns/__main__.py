@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import atexit
-import sys
 
 from flask import Flask
 
 from homelab_common.logs import configure_logging
 from homelab_common.server import serve
-from homelab_common.settings import SettingsError, load_settings
+from homelab_common.settings import load_settings_or_exit
 from homelab_dns.app import create_app
 from homelab_dns.settings import Settings
 
 
 def main() -> None:
-    try:
-        settings = load_settings(Settings)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(2)
+    settings = load_settings_or_exit(Settings)
     configure_logging("dns", settings.log_level)
 
     def factory() -> Flask:

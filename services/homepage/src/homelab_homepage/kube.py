@@ -1,7 +1,9 @@
 """The Kubernetes adapter: four watch caches (Ingresses, EndpointSlices, Pods, Services) feeding the catalog.
 
-Each change is reduced to a small record once, on the informer's thread, and handed to the catalog, which
-rebuilds the page off the request path. A page view therefore makes no Kubernetes API call at all; the API
+Each listed or watched object is reduced to a small record (``core.slim_*``) by the informer's transform, on
+the informer's thread: the cache keeps only that record, which the catalog shares (one copy of each, no JSON
+kept), and an update that changes nothing the record holds is no change at all. The catalog rebuilds the page
+off the request path. A page view therefore makes no Kubernetes API call at all; the API
 sees one list and one long-lived watch per kind (plus a relist every ``resync_seconds``), whatever the traffic.
 Read-only: the chart's ClusterRole grants list/watch on exactly these four kinds.
 """
@@ -27,7 +29,6 @@ from homelab_homepage.core import (
     slim_ingress,
     slim_pod,
     slim_service,
-    trim,
 )
 from homelab_homepage.settings import Settings
 
@@ -128,21 +129,17 @@ class KubeSource:
     def from_settings(cls, settings: Settings, catalog: Catalog) -> KubeSource:
         return cls(load_client(settings.kubeconfig), catalog, resync_seconds=settings.resync_seconds)
 
-    def _trimmer(self, kind: Kind) -> Callable[[Any], dict[str, Any]]:
-        def transform(obj: Any) -> dict[str, Any]:
-            return trim(kind, obj if isinstance(obj, Mapping) else self._sanitize(obj))
+    def _trimmer(self, kind: Kind) -> Callable[[Any], SlimIngress | SlimPod | SlimSlice | SlimService]:
+        slim = SLIMMERS[kind]
+
+        def transform(obj: Any) -> SlimIngress | SlimPod | SlimSlice | SlimService:
+            return slim(obj if isinstance(obj, Mapping) else self._sanitize(obj))
 
         return transform
 
     def _handler(self, kind: Kind) -> Callable[[Change], None]:
-        slim = SLIMMERS[kind]
-
         def handle(change: Change) -> None:
-            if change.type == "DELETED":
-                self._catalog.apply(kind, change.key, None)
-                return
-            raw = change.obj if isinstance(change.obj, Mapping) else self._sanitize(change.obj)
-            self._catalog.apply(kind, change.key, slim(raw))
+            self._catalog.apply(kind, change.key, None if change.type == "DELETED" else change.obj)
 
         return handle
 

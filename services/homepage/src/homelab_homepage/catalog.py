@@ -8,6 +8,7 @@ this catalog from its watch caches.
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import hashlib
 import logging
@@ -53,6 +54,25 @@ BUILD_SECONDS = Histogram(
 )
 
 Kind = Literal["ingress", "pod", "slice", "service"]
+
+
+def _free_memory_releaser() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``: give the heap's free pages back to the kernel.
+
+    A rebuild (and the watch caches' first list before it) allocates far more than it keeps: the JSON of every
+    object, the page rendered as text. glibc keeps what was freed for reuse, so without this the process stays
+    as large as its peak (about 3 MB more with 500 apps). A no-op where the C library has no malloc_trim (musl).
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
+
+
+release_free_memory = _free_memory_releaser()
 
 
 @dataclass(frozen=True)
@@ -227,6 +247,7 @@ class Catalog:
         BUILD_SECONDS.observe(time.perf_counter() - started)
         for listener in self._listeners:
             listener(snapshot)
+        release_free_memory()  # the previous snapshot and this build's intermediates are garbage now
         return snapshot
 
     def _build(self) -> Snapshot:

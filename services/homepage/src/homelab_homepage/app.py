@@ -267,6 +267,9 @@ def create_app(
     if settings.static_apps_file is not None:
         homepage.static = StaticList(settings.static_apps_file, catalog)
     if settings.kubernetes and start:
+        from homelab_homepage.lean import defer_unused_kubernetes_modules
+
+        defer_unused_kubernetes_modules()  # before the watch code imports kubernetes (see lean.py)
         from homelab_homepage.kube import KubeSource
 
         if api_client is None:

@@ -178,18 +178,19 @@ class Homepage:
                 part.stop()
 
 
-def _send(rendered: Rendered, mimetype: str, etag: str | None = None, compress: bool = True) -> Response:
-    """Serve prebuilt bytes, gzipped when the client accepts it; 304 when the client already has them."""
+def _send(rendered: Rendered, mimetype: str, etag: str | None = None) -> Response:
+    """Serve prebuilt bytes, gzipped when they are and the client accepts it; 304 when it already has them."""
     if etag is not None and request.if_none_match.contains(etag):
         response = Response(status=304)
         response.set_etag(etag)
         return response
-    if compress and "gzip" in (request.headers.get("Accept-Encoding") or ""):
-        response = Response(rendered.gzipped, mimetype=mimetype)
+    if rendered.compressed and "gzip" in (request.headers.get("Accept-Encoding") or ""):
+        response = Response(rendered.data, mimetype=mimetype)
         response.headers["Content-Encoding"] = "gzip"
     else:
         response = Response(rendered.body, mimetype=mimetype)
-    response.headers["Vary"] = "Accept-Encoding"
+    if rendered.compressed:
+        response.headers["Vary"] = "Accept-Encoding"
     response.headers["Cache-Control"] = "no-cache"
     if etag is not None:
         response.set_etag(etag)
@@ -329,7 +330,7 @@ def _install_routes(app: Flask, homepage: Homepage) -> None:
     def list_apps(query: AppsQuery) -> AppList | Response:
         snapshot = catalog.snapshot
         if not query.q.strip() and query.group is None and query.status is None:
-            return _send(snapshot.apps_json, "application/json", compress=False)
+            return _send(snapshot.apps_json, "application/json")
         model = snapshot.model
         cards = [
             c

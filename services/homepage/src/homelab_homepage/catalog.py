@@ -77,13 +77,20 @@ release_free_memory = _free_memory_releaser()
 
 @dataclass(frozen=True)
 class Rendered:
-    body: bytes
-    gzipped: bytes
+    """Bytes rendered once per rebuild, kept once: HTML gzipped (what browsers ask for; a client that does not
+    accept gzip gets it decompressed per request), JSON as is (served uncompressed)."""
+
+    data: bytes
+    compressed: bool
 
     @classmethod
-    def of(cls, text: str | bytes) -> Rendered:
+    def of(cls, text: str | bytes, compress: bool = True) -> Rendered:
         body = text.encode() if isinstance(text, str) else text
-        return cls(body, gzip.compress(body, compresslevel=5, mtime=0))
+        return cls(gzip.compress(body, compresslevel=5, mtime=0), True) if compress else cls(body, False)
+
+    @property
+    def body(self) -> bytes:
+        return gzip.decompress(self.data) if self.compressed else self.data
 
 
 @dataclass(frozen=True)
@@ -279,14 +286,14 @@ class Catalog:
         ordered = tuple(card for group in groups for card in group.cards)
         model = PageModel(generation, groups, counts, tuple(diagnostics), synced, ordered)
         self._account(model, specs)
-        fragment = Rendered.of(self._renderer.fragment(model))
-        etag = hashlib.sha256(fragment.body).hexdigest()[:20]
+        fragment = self._renderer.fragment(model).encode()
+        etag = hashlib.sha256(fragment).hexdigest()[:20]
         return Snapshot(
             model=model,
             etag=etag,
             page=Rendered.of(self._renderer.page(model, "", etag)),
-            fragment=fragment,
-            apps_json=Rendered.of(self._renderer.apps_json(model)),
+            fragment=Rendered.of(fragment),
+            apps_json=Rendered.of(self._renderer.apps_json(model), compress=False),
         )
 
     def _resolve_icon(self, spec: AppSpec) -> icons.Resolved:

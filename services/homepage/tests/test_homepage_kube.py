@@ -160,3 +160,12 @@ def test_unused_kubernetes_subpackages_are_not_executed_until_used() -> None:
         "assert 'jsonschema' in sys.modules and DynamicClient.__name__ == 'DynamicClient'\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_the_gunicorn_master_loads_neither_flask_nor_kubernetes() -> None:
+    """__main__ runs in the master; the app (flask, kubernetes) is imported in the worker only."""
+    script = (
+        "import sys, homelab_homepage.__main__\n"
+        "assert not {'flask', 'kubernetes'} & set(sys.modules), 'imported in the master'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

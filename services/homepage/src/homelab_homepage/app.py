@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from homelab_common.openapi import Api
 from homelab_common.web import InvalidInput, health, install_observability
-from homelab_homepage.catalog import Catalog, Rendered, Renderer, Snapshot
+from homelab_homepage.catalog import Catalog, Rendered, Renderer, Snapshot, tune_malloc
 from homelab_homepage.core import Card, PageModel, filter_groups, matches
 from homelab_homepage.probe import HttpProber, ProbeLoop, Prober
 from homelab_homepage.settings import Settings
@@ -217,6 +217,7 @@ def create_app(
     from homelab_common.settings import load_settings
 
     settings = settings or load_settings(Settings)
+    tune_malloc()
     app = Flask(__name__)
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 365 * 24 * 3600  # assets are addressed by content hash
     app.extensions["settings"] = settings

@@ -9,6 +9,7 @@ this catalog from its watch caches.
 from __future__ import annotations
 
 import ctypes
+import gc
 import gzip
 import hashlib
 import logging
@@ -56,23 +57,42 @@ BUILD_SECONDS = Histogram(
 Kind = Literal["ingress", "pod", "slice", "service"]
 
 
-def _free_memory_releaser() -> Callable[[], object]:
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
+
+
+def _libc() -> ctypes.CDLL | None:
+    """The C library, when it is glibc (has malloc_trim and mallopt); None elsewhere (musl): tuning is skipped."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _libc()
+
+
+def release_free_memory() -> None:
     """glibc's ``malloc_trim(0)``: give the heap's free pages back to the kernel.
 
     A rebuild (and the watch caches' first list before it) allocates far more than it keeps: the JSON of every
     object, the page rendered as text. glibc keeps what was freed for reuse, so without this the process stays
-    as large as its peak (about 3 MB more with 500 apps). A no-op where the C library has no malloc_trim (musl).
+    as large as its peak (about 3 MB more with 500 apps).
     """
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return lambda: None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return lambda: trim(0)
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
-release_free_memory = _free_memory_releaser()
+def tune_malloc() -> None:
+    """Before the threads start: at most two malloc arenas (glibc gives every thread that allocates under
+    contention its own, up to 8 per core, each keeping its free memory), and a fixed mmap threshold, so a large
+    block (a rendered page, a list response) is always mmapped and unmapped when freed (glibc otherwise raises
+    the threshold to the largest block freed so far, and later ones stay in the heap)."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_ARENA_MAX, 2)
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
 @dataclass(frozen=True)
@@ -148,6 +168,7 @@ class Catalog:
         self._built = threading.Condition()
         self._thread: threading.Thread | None = None
         self._icon_cache: dict[tuple[str | None, str], icons.Resolved] = {}
+        self._collected = False
         self._snapshot = self._build()
 
     # -- inputs ----------------------------------------------------------------------------------------
@@ -254,6 +275,11 @@ class Catalog:
         BUILD_SECONDS.observe(time.perf_counter() - started)
         for listener in self._listeners:
             listener(snapshot)
+        if snapshot.model.synced and not self._collected:
+            # Start-up garbage in reference cycles (schemas, compiled templates, the first lists) is freed now,
+            # before the trim, rather than whenever the collector gets to it.
+            self._collected = True
+            gc.collect()
         release_free_memory()  # the previous snapshot and this build's intermediates are garbage now
         return snapshot
 

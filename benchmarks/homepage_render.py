@@ -11,7 +11,9 @@ Measured:
    p50/p99 over many sequential requests;
 2. browser: Debian chromium (playwright) opens the page; time until all 500 cards show their status;
 3. Kubernetes API requests per page view: requests counted at the emulator across page views / number of views;
-4. memory: resident set size of the server's processes, idle (after discovery) and after the load above.
+4. memory, idle (after discovery) and after the load above: RSS and PSS (smaps_rollup: shared pages split
+   between the processes sharing them) of gunicorn's worker, the process that serves and that the issue's
+   "< 60 MB" target is about, and of the master, which only supervises.
 
 Baseline: gethomepage measured on this kind of machine with 500 Ingresses against a real API server (quoted from
 the issue; it cannot run here): 501 API requests per view, services API 50 ms p50 / 97 ms p99, 7.2 s browser

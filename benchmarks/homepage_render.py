@@ -11,7 +11,9 @@ Measured:
    p50/p99 over many sequential requests;
 2. browser: Debian chromium (playwright) opens the page; time until all 500 cards show their status;
 3. Kubernetes API requests per page view: requests counted at the emulator across page views / number of views;
-4. memory: resident set size of the server's processes, idle (after discovery) and after the load above.
+4. memory, idle (after discovery) and after the load above: RSS and PSS (smaps_rollup: shared pages split
+   between the processes sharing them) of gunicorn's worker, the process that serves and that the issue's
+   "< 60 MB" target is about, and of the master, which only supervises.
 
 Baseline: gethomepage measured on this kind of machine with 500 Ingresses against a real API server (quoted from
 the issue; it cannot run here): 501 API requests per view, services API 50 ms p50 / 97 ms p99, 7.2 s browser
@@ -123,14 +125,15 @@ def _field_kb(path: str, name: str) -> int:
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """RSS of each process, and the sum of their PSS (shared pages split between master and worker, so the
-    forked worker's copy-on-write pages are not counted twice)."""
+    """Resident (RSS) and proportional (PSS: shared pages split between the processes sharing them) set size of
+    gunicorn's master and of its worker, the process that serves (and the one the < 60 MB target is about)."""
     pids = _family(pid)
     worker = pids[1] if len(pids) > 1 else pid
     return {
         "master_rss": _field_kb(f"/proc/{pid}/status", "VmRSS") / 1024,
+        "master_pss": _field_kb(f"/proc/{pid}/smaps_rollup", "Pss") / 1024,
         "worker_rss": _field_kb(f"/proc/{worker}/status", "VmRSS") / 1024,
-        "total_pss": sum(_field_kb(f"/proc/{p}/smaps_rollup", "Pss") for p in pids) / 1024,
+        "worker_pss": _field_kb(f"/proc/{worker}/smaps_rollup", "Pss") / 1024,
     }
 
 
@@ -252,12 +255,15 @@ def main() -> None:
             ours["api_p50_ms"], ours["api_p99_ms"] = percentiles(api_ms)
             _, page = get(conn, "/", gz)
             _, plain = get(conn, "/")
-            shown, loaded = browser_time(f"http://127.0.0.1:{port}/", args.apps, args.browser_runs)
-            views += args.browser_runs
-            ours["browser_s"] = statistics.median(shown)
-            ours["browser_load_s"] = statistics.median(loaded)
+            if args.browser_runs:
+                shown, load_events = browser_time(f"http://127.0.0.1:{port}/", args.apps, args.browser_runs)
+                views += args.browser_runs
+                ours["browser_s"] = statistics.median(shown)
+                ours["browser_load_s"] = statistics.median(load_events)
             ours["api_requests"] = (kube_requests(emulator) - kube_before) / views
             loaded = memory_mb(server.pid)
+            conn.close()  # idle through the browser runs for longer than gunicorn's keep-alive
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             _, metrics = get(conn, "/metrics")
             values = {
                 line.split()[0]: float(line.split()[1])
@@ -288,19 +294,24 @@ def main() -> None:
     row(f"render p99 (GET /, {args.apps} apps)", ours["p99_ms"], THEIRS["p99_ms"], "ms")
     row("JSON API p50 (GET /api/v1/apps)", ours["api_p50_ms"], THEIRS["p50_ms"], "ms")
     row("JSON API p99 (GET /api/v1/apps)", ours["api_p99_ms"], THEIRS["p99_ms"], "ms")
-    row("browser: every app's status shown", ours["browser_s"], THEIRS["browser_s"], "s")
-    row("browser: load event (icons, styles)", ours["browser_load_s"], THEIRS["browser_s"], "s")
+    if args.browser_runs:
+        row("browser: every app's status shown", ours["browser_s"], THEIRS["browser_s"], "s")
+        row("browser: load event (icons, styles)", ours["browser_load_s"], THEIRS["browser_s"], "s")
     row("Kubernetes API requests per page view", ours["api_requests"], THEIRS["api_requests"], "")
-    row("memory idle: worker RSS", idle["worker_rss"], THEIRS["rss_low_mb"], "MB")
-    row("memory after load: worker RSS", loaded["worker_rss"], THEIRS["rss_high_mb"], "MB")
-    row("memory idle: master+worker PSS", idle["total_pss"], THEIRS["rss_low_mb"], "MB")
-    row("memory after load: master+worker PSS", loaded["total_pss"], THEIRS["rss_high_mb"], "MB")
-    print(f"{'gunicorn master RSS, idle / after load':<44}{idle['master_rss']:>10.1f} / {loaded['master_rss']:.1f} MB")
+    for label, key in (("worker RSS", "worker_rss"), ("worker PSS", "worker_pss")):
+        row(f"memory idle: {label}", idle[key], THEIRS["rss_low_mb"], "MB")
+        row(f"memory after load: {label}", loaded[key], THEIRS["rss_high_mb"], "MB")
+    print(f"{'gunicorn master RSS / PSS, idle':<44}{idle['master_rss']:>10.1f} / {idle['master_pss']:.1f} MB")
+    print(f"{'gunicorn master RSS / PSS, after load':<44}{loaded['master_rss']:>10.1f} / {loaded['master_pss']:.1f} MB")
+    both = loaded["worker_pss"] + loaded["master_pss"]
+    print(f"{'master + worker PSS, after load':<44}{both:>10.1f} MB")
     print("\ngethomepage figures are quoted from the issue (measured on this kind of machine against a real API "
           "server); the ratio is theirs / ours.")  # fmt: skip
-    targets = [("render p99 < 50 ms", ours["p99_ms"] < 50), ("browser < 1 s", ours["browser_s"] < 1),
-               ("0 API requests per view", ours["api_requests"] == 0),
+    targets = [("render p99 < 50 ms", ours["p99_ms"] < 50), ("0 API requests per view", ours["api_requests"] == 0),
+               ("worker RSS < 60 MB idle", idle["worker_rss"] < 60),
                ("worker RSS < 60 MB after load", loaded["worker_rss"] < 60)]  # fmt: skip
+    if args.browser_runs:
+        targets.insert(1, ("browser < 1 s", ours["browser_s"] < 1))
     print("targets: " + ", ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in targets))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -215,3 +216,30 @@ def test_transform_keeps_only_what_the_service_reads(core: kubernetes.client.Cor
         core.delete_namespaced_pod("p2", "default")
         wait_for(lambda: recorder.seen("DELETED", "default/p2"))
     assert all(isinstance(c.obj, dict) for c in recorder.changes)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PodRecord:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+
+
+def test_transform_may_return_slotted_records(core: kubernetes.client.CoreV1Api, kube: KubeEmulator) -> None:
+    """A small frozen record per object (no __dict__, no JSON kept) is compared with ==, not serialized."""
+
+    def record(obj: Any) -> PodRecord:
+        return PodRecord(obj.metadata.name, tuple(sorted((obj.metadata.labels or {}).items())))
+
+    core.create_namespaced_pod("default", pod("p1", app="web"))
+    recorder = Recorder()
+    informer = Informer(core.list_namespaced_pod, namespace="default", backoff=FAST, transform=record)
+    informer.add_handler(recorder)
+    with informer:
+        wait_for(lambda: recorder.seen("ADDED", "default/p1"))
+        core.patch_namespaced_pod("p1", "default", {"spec": {"activeDeadlineSeconds": 5}})  # not kept: no change
+        core.create_namespaced_pod("default", pod("p2"))
+        wait_for(lambda: recorder.seen("ADDED", "default/p2"))
+        core.patch_namespaced_pod("p1", "default", {"metadata": {"labels": {"app": "db"}}})
+        wait_for(lambda: recorder.seen("MODIFIED", "default/p1"))
+        assert informer.get("default/p1") == PodRecord("p1", (("app", "db"),))
+        assert len([c for c in recorder.changes if c.key == "default/p1" and c.type == "MODIFIED"]) == 1

@@ -67,10 +67,16 @@ def test_serve_runs_the_app_under_gunicorn(tmp_path: Path) -> None:
     assert not any(line.get("path") == "/readyz" for line in lines), "probe requests are logged at debug only"
 
 
-@pytest.mark.parametrize("name", ["bind", "workers", "worker_class", "threads"])
+@pytest.mark.parametrize("name", ["bind", "workers", "worker_class", "threads", "control_socket_disable"])
 def test_gunicorn_options_come_from_the_shared_config(name: str) -> None:
     from homelab_common import gunicorn_conf
     from homelab_common.server import gunicorn_options
 
     assert gunicorn_options()[name] == getattr(gunicorn_conf, name)
     assert gunicorn_options(workers=1)["workers"] == 1
+
+
+def test_the_master_does_not_need_the_web_stack() -> None:
+    """serve() runs in gunicorn's master, which only supervises: importing it must not load flask."""
+    script = "import sys, homelab_common.server; assert 'flask' not in sys.modules, 'flask imported'"
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

@@ -79,6 +79,10 @@ def test_page_is_prebuilt_gzipped_and_served_with_security_headers(make_app: Mak
     response = client.get("/", headers={"Accept-Encoding": "gzip"})
     assert response.headers["Content-Encoding"] == "gzip"
     assert b"gitea" in gzip.decompress(response.data)
+    plain = client.get("/")  # kept gzipped only; a client without gzip gets it decompressed
+    assert "Content-Encoding" not in plain.headers
+    assert plain.data == gzip.decompress(response.data)
+    assert plain.headers["Vary"] == "Accept-Encoding"
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     with client.get("/static/icons/si/gitea.svg") as icon:

@@ -6,6 +6,8 @@ through the API and waits, with a generous bound, until the page (or the JSON AP
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -144,3 +146,26 @@ def test_status_is_unknown_and_not_ready_until_every_kind_is_listed(cluster: Clu
         eventually(lambda: apps(app)["ingress/apps/gitea"]["health"]["status"] == "up")
     finally:
         parts(app).stop()
+
+
+def test_unused_kubernetes_subpackages_are_not_executed_until_used() -> None:
+    """lean.py: `import kubernetes` runs dynamic/stream/...; deferred, they cost nothing yet still work."""
+    script = (
+        "import sys\n"
+        "from homelab_homepage.lean import defer_unused_kubernetes_modules\n"
+        "defer_unused_kubernetes_modules()\n"
+        "import kubernetes.client, kubernetes.config, kubernetes.watch\n"
+        "assert 'jsonschema' not in sys.modules and 'websocket' not in sys.modules, 'executed at import'\n"
+        "from kubernetes.dynamic import DynamicClient\n"
+        "assert 'jsonschema' in sys.modules and DynamicClient.__name__ == 'DynamicClient'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_the_gunicorn_master_loads_neither_flask_nor_kubernetes() -> None:
+    """__main__ runs in the master; the app (flask, kubernetes) is imported in the worker only."""
+    script = (
+        "import sys, homelab_homepage.__main__\n"
+        "assert not {'flask', 'kubernetes'} & set(sys.modules), 'imported in the master'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

@@ -17,3 +17,6 @@ accesslog = None  # the app logs each request as JSON itself
 errorlog = "-"
 worker_tmp_dir = "/tmp"  # noqa: S108 - the read-only root FS leaves only the /tmp emptyDir writable
 forwarded_allow_ips = os.environ.get("HOMELAB_HTTP_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn >= 25 opens a control socket (worker management for `gunicornc`) under $HOME from an asyncio thread
+# in the master; nothing uses it, $HOME is read-only in the images, and it is one more way in: off.
+control_socket_disable = True

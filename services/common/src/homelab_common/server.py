@@ -2,19 +2,27 @@
 
 Every image starts ``homelab-<service>``, whose ``main()`` calls ``serve(create_app)``: one way to start all
 services, with the one worker + threads model explained in :mod:`homelab_common.gunicorn_conf`.
+
+Memory: this module does not import flask, so the gunicorn master (which only supervises) does not load the web
+stack unless the service's own ``main`` does; the worker imports it when it builds the app. Before forking, the
+master's objects are frozen (``gc.freeze``) so the worker's garbage collector does not write to them and the
+pages stay shared instead of being copied (lower PSS of master + worker).
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
 from homelab_common import gunicorn_conf
 from homelab_common.logs import JsonFormatter
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 class JsonLogger(Logger):  # type: ignore[misc]
@@ -49,6 +57,7 @@ def gunicorn_options(**overrides: Any) -> dict[str, Any]:
         errorlog=gunicorn_conf.errorlog,
         worker_tmp_dir=gunicorn_conf.worker_tmp_dir,
         forwarded_allow_ips=gunicorn_conf.forwarded_allow_ips,
+        control_socket_disable=gunicorn_conf.control_socket_disable,
         logger_class=JsonLogger,
     )
     options.update(overrides)
@@ -57,4 +66,7 @@ def gunicorn_options(**overrides: Any) -> dict[str, Any]:
 
 def serve(factory: Callable[[], Flask], service: str = "homelab", **overrides: Any) -> None:
     """Serve ``factory()`` until SIGTERM; the app is built in the worker so its threads start there."""
-    _Gunicorn(factory, gunicorn_options(proc_name=service, **overrides)).run()
+    application = _Gunicorn(factory, gunicorn_options(proc_name=service, **overrides))
+    gc.collect()
+    gc.freeze()  # see the module docstring
+    application.run()

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from homelab_common.openapi import Api
 from homelab_common.web import InvalidInput, health, install_observability
-from homelab_homepage.catalog import Catalog, Rendered, Renderer, Snapshot
+from homelab_homepage.catalog import Catalog, Rendered, Renderer, Snapshot, tune_malloc
 from homelab_homepage.core import Card, PageModel, filter_groups, matches
 from homelab_homepage.probe import HttpProber, ProbeLoop, Prober
 from homelab_homepage.settings import Settings
@@ -178,18 +178,19 @@ class Homepage:
                 part.stop()
 
 
-def _send(rendered: Rendered, mimetype: str, etag: str | None = None, compress: bool = True) -> Response:
-    """Serve prebuilt bytes, gzipped when the client accepts it; 304 when the client already has them."""
+def _send(rendered: Rendered, mimetype: str, etag: str | None = None) -> Response:
+    """Serve prebuilt bytes, gzipped when they are and the client accepts it; 304 when it already has them."""
     if etag is not None and request.if_none_match.contains(etag):
         response = Response(status=304)
         response.set_etag(etag)
         return response
-    if compress and "gzip" in (request.headers.get("Accept-Encoding") or ""):
-        response = Response(rendered.gzipped, mimetype=mimetype)
+    if rendered.compressed and "gzip" in (request.headers.get("Accept-Encoding") or ""):
+        response = Response(rendered.data, mimetype=mimetype)
         response.headers["Content-Encoding"] = "gzip"
     else:
         response = Response(rendered.body, mimetype=mimetype)
-    response.headers["Vary"] = "Accept-Encoding"
+    if rendered.compressed:
+        response.headers["Vary"] = "Accept-Encoding"
     response.headers["Cache-Control"] = "no-cache"
     if etag is not None:
         response.set_etag(etag)
@@ -216,6 +217,7 @@ def create_app(
     from homelab_common.settings import load_settings
 
     settings = settings or load_settings(Settings)
+    tune_malloc()
     app = Flask(__name__)
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 365 * 24 * 3600  # assets are addressed by content hash
     app.extensions["settings"] = settings
@@ -267,6 +269,9 @@ def create_app(
     if settings.static_apps_file is not None:
         homepage.static = StaticList(settings.static_apps_file, catalog)
     if settings.kubernetes and start:
+        from homelab_homepage.lean import defer_unused_kubernetes_modules
+
+        defer_unused_kubernetes_modules()  # before the watch code imports kubernetes (see lean.py)
         from homelab_homepage.kube import KubeSource
 
         if api_client is None:
@@ -326,7 +331,7 @@ def _install_routes(app: Flask, homepage: Homepage) -> None:
     def list_apps(query: AppsQuery) -> AppList | Response:
         snapshot = catalog.snapshot
         if not query.q.strip() and query.group is None and query.status is None:
-            return _send(snapshot.apps_json, "application/json", compress=False)
+            return _send(snapshot.apps_json, "application/json")
         model = snapshot.model
         cards = [
             c

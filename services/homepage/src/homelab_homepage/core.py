@@ -121,7 +121,7 @@ class AppSpec:
     target: HealthTarget | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SlimIngress:
     namespace: str
     name: str
@@ -132,7 +132,7 @@ class SlimIngress:
     backend_service: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SlimPod:
     namespace: str
     name: str
@@ -141,14 +141,14 @@ class SlimPod:
     counted: bool  # False for finished (Succeeded) or terminating pods
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SlimSlice:
     namespace: str
     service: str
     endpoints: tuple[tuple[str, bool], ...]  # (identity, ready) of endpoints not terminating
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SlimService:
     namespace: str
     name: str
@@ -289,44 +289,6 @@ def slim_service(obj: Mapping[str, Any]) -> SlimService:
         name=str(meta.get("name") or ""),
         type=str((obj.get("spec") or {}).get("type") or "ClusterIP"),
     )
-
-
-def _pick(obj: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: obj[k] for k in keys if obj.get(k) is not None}
-
-
-def trim(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Only the fields the ``slim_*`` functions read, in the API's JSON shape: what the watch caches keep.
-
-    Dropping the rest (managedFields, pod specs, most of the status) keeps a cache of every Pod small, and an
-    update that changes none of these fields is no change at all (no page rebuild).
-    """
-    meta = _meta(obj)
-    trimmed_meta = _pick(meta, "name", "namespace")
-    if kind == "ingress":
-        trimmed_meta |= _pick(meta, "annotations")
-        spec = obj.get("spec") or {}
-        return {"metadata": trimmed_meta, "spec": _pick(spec, "rules", "tls", "defaultBackend")}
-    if kind == "pod":
-        trimmed_meta |= _pick(meta, "labels", "deletionTimestamp")
-        status = obj.get("status") or {}
-        ready = [c for c in status.get("conditions") or [] if isinstance(c, Mapping) and c.get("type") == "Ready"]
-        return {"metadata": trimmed_meta, "status": {"phase": status.get("phase"), "conditions": ready}}
-    if kind == "slice":
-        service_name = (meta.get("labels") or {}).get("kubernetes.io/service-name")
-        trimmed_meta["labels"] = {"kubernetes.io/service-name": service_name} if service_name else {}
-        endpoints = [
-            {
-                "addresses": list(ep.get("addresses") or [])[:1],
-                "conditions": dict(ep.get("conditions") or {}),
-                "targetRef": _pick(ep.get("targetRef") or {}, "kind", "name"),
-            }
-            for ep in obj.get("endpoints") or []
-        ]
-        return {"metadata": trimmed_meta, "endpoints": endpoints}
-    if kind == "service":
-        return {"metadata": trimmed_meta, "spec": _pick(obj.get("spec") or {}, "type")}
-    raise ValueError(f"unknown kind {kind!r}")
 
 
 # -- small parsers -----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import functools
 import logging
 import socket
@@ -291,6 +292,10 @@ class Informer:
         self._notify([change])
 
     def _differs(self, old: Any, new: Any) -> bool:
+        # Plain JSON dicts and a transform's records (a slotted dataclass has no __dict__ to serialize) compare
+        # with ==; client models are compared by their serialized form.
+        if type(old) is type(new) and (isinstance(old, dict) or dataclasses.is_dataclass(old)):
+            return bool(old != new)
         return bool(self._sanitize(old) != self._sanitize(new))
 
     def _notify(self, changes: builtins.list[Change]) -> None:

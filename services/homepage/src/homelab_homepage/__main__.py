@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from homelab_common.logs import configure_logging
 from homelab_common.server import serve
-from homelab_common.settings import SettingsError, load_settings
+from homelab_common.settings import load_settings_or_exit
 from homelab_homepage.settings import Settings
 
 if TYPE_CHECKING:
@@ -15,11 +14,7 @@ if TYPE_CHECKING:
 
 
 def main() -> None:
-    try:
-        settings = load_settings(Settings)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(2)
+    settings = load_settings_or_exit(Settings)
     configure_logging("homepage", settings.log_level)
 
     def factory() -> Flask:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from homelab_common.openapi import Api
 from homelab_common.web import InvalidInput, health, install_observability
-from homelab_homepage.catalog import Catalog, Rendered, Renderer, Snapshot, tune_malloc
+from homelab_homepage.catalog import Catalog, Rendered, Snapshot, tune_malloc
 from homelab_homepage.core import Card, PageModel, filter_groups, matches
 from homelab_homepage.probe import HttpProber, ProbeLoop, Prober
 from homelab_homepage.settings import Settings
@@ -130,7 +130,7 @@ def asset_version() -> str:
     return digest.hexdigest()[:12]
 
 
-class JinjaRenderer(Renderer):
+class JinjaRenderer:
     """Renders with the app's Jinja environment (autoescaping on for every .html template)."""
 
     def __init__(self, app: Flask, settings: Settings) -> None:

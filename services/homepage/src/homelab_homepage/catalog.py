@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -124,17 +124,14 @@ class Snapshot:
     apps_json: Rendered
 
 
-class Renderer:
+class Renderer(Protocol):
     """Turns a model into the page, the card fragment and the JSON list (supplied by the app layer)."""
 
-    def page(self, model: PageModel, query: str, etag: str) -> str:
-        raise NotImplementedError
+    def page(self, model: PageModel, query: str, etag: str) -> str: ...
 
-    def fragment(self, model: PageModel) -> str:
-        raise NotImplementedError
+    def fragment(self, model: PageModel) -> str: ...
 
-    def apps_json(self, model: PageModel) -> bytes:
-        raise NotImplementedError
+    def apps_json(self, model: PageModel) -> bytes: ...
 
 
 class Catalog:

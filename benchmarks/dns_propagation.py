@@ -19,7 +19,6 @@ import base64
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,19 +34,11 @@ import kubernetes.client
 
 from homelab_common.k8s import Backoff
 from homelab_common.k8s.testing import KubeEmulator, wait_for
+from homelab_common.testing import free_port
 from homelab_dns.app import Runtime, build_runtime
 from homelab_dns.settings import Settings
 
 ZONE = "bench.example.test"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind(("127.0.0.1", 0))
-        port = int(tcp.getsockname()[1])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", port))
-    return port
 
 
 def start_bind(work: Path) -> tuple[subprocess.Popen[bytes], int, str]:

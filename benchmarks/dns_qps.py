@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,19 +23,11 @@ from pathlib import Path
 from dnslib import QTYPE, RR, A
 from dnslib.server import BaseResolver, DNSServer
 
+from homelab_common.testing import free_port
 from homelab_dns.core import Plan, Record
 from homelab_dns.providers.embedded import DnsServer, Zone, zone_config
 
 ZONE = "home.example.com"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind(("127.0.0.1", 0))
-        port = int(tcp.getsockname()[1])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", port))
-    return port
 
 
 class _Quiet:

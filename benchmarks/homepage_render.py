@@ -28,7 +28,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,8 @@ from homelab_common.k8s.testing import KubeEmulator
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "services" / "homepage" / "tests"))
 from homepage_factories import endpoint_slice, homepage, ingress, pod, service  # noqa: E402
+
+from homelab_common.testing import free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -101,12 +102,6 @@ def fill(emulator: KubeEmulator, count: int) -> None:
 
 def kube_requests(emulator: KubeEmulator) -> int:
     return sum(emulator.request_count(a) for a in ("list", "watch", "fetch", "create", "update", "delete"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _family(pid: int) -> list[int]:

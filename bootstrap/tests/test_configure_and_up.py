@@ -18,6 +18,7 @@ import yaml
 from homelab_bootstrap import configure, up
 from homelab_bootstrap.__main__ import parser
 from homelab_common.site import load_site
+from homelab_common.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHn0dWkYkYf7bYV3N2W5r7mB0wq1eHj2sH0o8s5s2Jx1 admin@laptop"
@@ -383,19 +384,13 @@ def test_a_failed_stage_is_recorded_in_the_timings_and_stops_the_run(tmp_path: P
     assert lines[-1].startswith("[1/2] cluster: failed after")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_metal_stage_follows_the_real_autoinstall_service_until_every_machine_is_installed(tmp_path: Path) -> None:
     """The real `homelab-autoinstall` on loopback; each machine walks its contract as an installer would."""
     import threading
     import urllib.request
 
     script = Path(sys.executable).parent / "homelab-autoinstall"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     opts = _opts(tmp_path, REPO / "site.example.yaml")
     site = load_site(REPO / "site.example.yaml")

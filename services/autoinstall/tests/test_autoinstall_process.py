@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,13 +20,9 @@ import pytest
 import yaml
 from autoinstall_site import site_data
 
+from homelab_common.testing import free_port
+
 SCRIPT = Path(sys.executable).parent / "homelab-autoinstall"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env_for(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from homelab_common.testing import free_port
 
 APP = """
 from flask import Flask
@@ -28,13 +29,6 @@ if __name__ == "__main__":
     configure_logging("demo")
     serve(create_app, service="demo")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_serve_runs_the_app_under_gunicorn(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+
+from homelab_common.testing import free_port
 
 ZONE = "example.test"
 KEY_NAME = "homelab-key"
@@ -53,21 +54,6 @@ zone "{zone}" {{
     allow-transfer {{ key "{key}"; key "reader"; }};
 }};
 """
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 @dataclass

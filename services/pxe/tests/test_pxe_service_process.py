@@ -18,16 +18,10 @@ import tftpy
 from pxe_fakes import FakeAutoinstall
 from pxe_pcap import capture
 
+from homelab_common.testing import free_port
 from homelab_pxe.dhcp import OFFER, decode
 
 MAC = "52:54:00:12:34:56"
-
-
-def free_port(kind: socket.SocketKind) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -51,8 +45,8 @@ def test_service_process_serves_dhcp_tftp_and_boot_scripts(tmp_path: Path, clien
     tftp_root = tmp_path / "tftp"
     tftp_root.mkdir()
     (tftp_root / "ipxe.efi").write_bytes(os.urandom(200_000))
-    http_port = free_port(socket.SOCK_STREAM)
-    ports = {name: free_port(socket.SOCK_DGRAM) for name in ("DHCP", "PROXY", "TFTP")}
+    http_port = free_port()
+    ports = {name: free_port() for name in ("DHCP", "PROXY", "TFTP")}
     with FakeAutoinstall() as autoinstall:
         autoinstall.answers[MAC] = {"action": "local", "machine": "node1", "arch": "amd64"}
         env = {

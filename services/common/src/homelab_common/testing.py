@@ -16,6 +16,7 @@ one fixture and one test::
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from flask import Flask
@@ -26,3 +27,18 @@ def api_schema(app: Flask) -> Any:
     import schemathesis  # a dev dependency, absent from service images
 
     return schemathesis.openapi.from_wsgi("/openapi.json", app)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 free for both TCP and UDP at the time of asking (servers here often serve both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no port on 127.0.0.1 is free for both TCP and UDP")

@@ -32,13 +32,32 @@ import jsonschema
 import yaml
 from referencing import Registry, Resource
 
+from homelab_common.site import K3s
+
 REPO = Path(__file__).resolve().parent.parent
 CRD_DIR = Path(__file__).resolve().parent / "schemas" / "crds"
+#: Facts about the upstream charts gitops/ pins, one folder per chart and version (see its README.md).
+UPSTREAM_DIR = Path(__file__).resolve().parent / "schemas" / "upstream"
 LIBRARY = REPO / "charts" / "library"
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-#: The Kubernetes version manifests are validated against: the newest one kubernetes-validate ships (>= 1.33).
-KUBERNETES_VERSION = "1.37.0"
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML as the API server reads it: a bare ``=`` (in prometheus-operator CRDs) is the string "=", not
+    PyYAML's YAML 1.1 ``value`` tag."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+_LOADER = _Loader
+
+
+def load_all(text: str) -> Iterator[Any]:
+    """Every document of a YAML stream (see _Loader)."""
+    return yaml.load_all(text, Loader=_LOADER)
+
+
+#: The Kubernetes version manifests are validated against: the minor of the site file's default k3s (what a site
+#: runs unless it says otherwise), not the newest one kubernetes-validate ships.
+KUBERNETES_VERSION = "{}.{}.0".format(*K3s().version.removeprefix("v").split(".")[:2])
 
 #: Kinds whose pods run until stopped: their containers must have liveness and readiness probes.
 LONG_RUNNING = {"Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Pod"}
@@ -169,10 +188,23 @@ def render_chart(
     namespace: str = "homelab",
 ) -> list[Document]:
     """``helm template`` the chart (CRDs included) and parse every non-empty document."""
+    values_files = list(values_files)
+    out = template_text(chart, values_files, release=release, namespace=namespace)
+    return [Document(body, chart.name, _fixture_label(values_files)) for body in load_all(out) if body]
+
+
+def template_text(
+    chart: Path,
+    values_files: Iterable[Path | None] = (),
+    *,
+    release: str | None = None,
+    namespace: str = "homelab",
+) -> str:
+    """What ``helm template`` prints for the chart (CRDs included), byte for byte."""
     build_dependencies(chart)
     values_files = list(values_files)
     label = _fixture_label(values_files)
-    out = _run(
+    return _run(
         [
             "template",
             release or chart.name,
@@ -186,7 +218,6 @@ def render_chart(
         ],
         f"helm template of {chart.name} with {label}",
     )
-    return [Document(body, chart.name, label) for body in yaml.safe_load_all(out) if body]
 
 
 # --------------------------------------------------------------------------------------- validation
@@ -272,7 +303,7 @@ def strict_openapi(schema: dict[str, Any]) -> dict[str, Any]:
 def load_crds(paths: Iterable[Path]) -> dict[tuple[str, str], _Crd]:
     crds: dict[tuple[str, str], _Crd] = {}
     for path in paths:
-        for body in yaml.load_all(path.read_text(), Loader=_LOADER):
+        for body in load_all(path.read_text()):
             if body and body.get("kind") == "CustomResourceDefinition":
                 crds.update(_crd_versions(body, path.name))
     return crds
@@ -291,10 +322,41 @@ def _crd_versions(body: dict[str, Any], source: str) -> dict[tuple[str, str], _C
     return out
 
 
+def pinned_upstream_charts(root: Path = REPO) -> dict[tuple[str, str], str]:
+    """(chart, version) of every upstream chart a gitops/ wrapper pins -> the wrapper's path."""
+    found = {}
+    for chart_yaml in sorted((root / "gitops").glob("*/*/Chart.yaml")):
+        meta = yaml.safe_load(chart_yaml.read_text()) or {}
+        for dep in meta.get("dependencies") or []:
+            if not str(dep["repository"]).startswith("file://"):
+                found[(str(dep["name"]), str(dep["version"]))] = str(chart_yaml.parent.relative_to(root))
+    return found
+
+
+def pinned_crd_files(root: Path = REPO) -> list[Path]:
+    """The CRD files of the pinned upstream versions; a pin whose version is not vendored is an error."""
+    paths = []
+    for (chart, version), wrapper in pinned_upstream_charts(root).items():
+        folder = UPSTREAM_DIR / chart / version
+        if not (folder / "values-keys.json").is_file():
+            raise ChartError(
+                f"{wrapper} pins {chart} {version}, but {folder.relative_to(REPO)} is not vendored: a pin moves "
+                "together with the facts and CRDs of its version (tests/schemas/upstream/README.md)"
+            )
+        paths += sorted((folder / "crds").glob("*.yaml"))
+    return paths
+
+
 @functools.cache
 def vendored_crds() -> dict[tuple[str, str], _Crd]:
-    """The CRDs in tests/schemas/crds/, keyed by (apiVersion, kind)."""
-    return load_crds(sorted(CRD_DIR.glob("*.yaml")))
+    """The CRDs the cluster gets, keyed by (apiVersion, kind): those of the pinned upstream chart versions
+    (tests/schemas/upstream/) and the others in tests/schemas/crds/ (k3s's Traefik, Gateway API, Plans)."""
+    return load_crds([*sorted(CRD_DIR.glob("*.yaml")), *pinned_crd_files()])
+
+
+def is_builtin_kind(api_version: str, kind: str) -> bool:
+    """Whether Kubernetes (at KUBERNETES_VERSION) serves this kind itself."""
+    return _kube_validator(api_version, kind) is not None
 
 
 @functools.cache
@@ -362,7 +424,7 @@ def _validate_one(body: Any, local: dict[tuple[str, str], _Crd]) -> list[str]:
         if kube is None:
             return [
                 f"kind: unknown kind {kind} ({api_version}): neither a Kubernetes {KUBERNETES_VERSION} kind "
-                f"nor a CRD vendored in {CRD_DIR.relative_to(REPO)}"
+                f"nor a CRD of a pinned chart or in {CRD_DIR.relative_to(REPO)}"
             ]
         return list(_errors(kube, body))
     problems = list(_errors(validator, body))

@@ -18,47 +18,15 @@ from typing import Any
 
 import pytest
 import yaml
+from gitops_tree import EXAMPLE, SITES, render_app
+from gitops_tree import public_site as _public_site
 
 from chart_harness import REPO, Document, check_pod_security, render_chart, validate_documents
 from homelab_bootstrap import gitops
 from homelab_bootstrap.seed import vendor_local_dependencies
-from homelab_common.site import Site, load_site, parse_site
+from homelab_common.site import load_site, parse_site
 
-EXAMPLE = REPO / "site.example.yaml"
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
-
-
-def _public_site() -> Site:
-    data = yaml.safe_load(EXAMPLE.read_text())
-    data["domain"] = "lab.example.com"
-    data["exposure"] = {"cloudflare_tunnel": {"token": {"env": "CF_TUNNEL_TOKEN"}}}
-    data["certificates"] = {"acme": {"email": "me@example.com", "token": {"file": "/etc/homelab/cf-api-token"}}}
-    data["apps"] = {"woodpecker": False, "registry": False}
-    return parse_site(data, "public variant")
-
-
-SITES = {"example": lambda: load_site(EXAMPLE), "public": _public_site}
-
-
-@pytest.fixture(scope="module")
-def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A copy of gitops/ and charts/ per site, with values-site.yaml generated and remote dependencies stripped."""
-    out = {}
-    for name, make in SITES.items():
-        root = tmp_path_factory.mktemp(name)
-        shutil.copytree(REPO / "gitops", root / "gitops")
-        shutil.copytree(REPO / "charts", root / "charts")
-        gitops.write_values(root, make())
-        vendor_local_dependencies(root)
-        for chart_yaml in (root / "gitops").rglob("Chart.yaml"):
-            meta = yaml.safe_load(chart_yaml.read_text())
-            deps = [d for d in meta.get("dependencies") or [] if str(d["repository"]).startswith("file://")]
-            meta["dependencies"] = deps
-            if not deps:
-                del meta["dependencies"]
-            chart_yaml.write_text(yaml.safe_dump(meta))
-        out[name] = root
-    return out
 
 
 APPS = gitops.discover_apps(REPO)
@@ -96,8 +64,7 @@ def test_app_folder_is_a_valid_namespace_and_upstream_versions_are_pinned(app: g
 
 
 def _render(tree: Path, app: gitops.App) -> list[Document]:
-    chart = tree / app.path
-    return render_chart(chart, [chart / gitops.VALUES_FILE], release=app.name, namespace=app.namespace)
+    return render_app(tree, app)
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -225,11 +192,11 @@ def test_root_applicationsets_and_every_generated_application_are_valid(site_nam
     values_file.write_text(yaml.safe_dump(values))
     docs = render_chart(REPO / gitops.ROOT_PATH, [values_file], release="root", namespace="argocd")
     appsets = {d.name: d.body for d in docs}
-    assert list(appsets) == ["apps", "platform", "system"]
+    assert list(appsets) == ["apps", "crds", "platform", "system"]
     waves = {
         name: int(body["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for name, body in appsets.items()
     }
-    assert waves["system"] < waves["platform"] < waves["apps"]
+    assert waves["crds"] < waves["system"] < waves["platform"] < waves["apps"]
     generated = [a for body in appsets.values() for a in _generate(body, REPO)]
     everything = [
         Document(root_app, "root", site_name),

@@ -7,6 +7,7 @@ is the only thing a user edits; nothing per app is edited by hand. Pure function
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 
 from homelab_common.site import Site
 
-TIERS = ("system", "platform", "apps")
+TIERS = ("crds", "system", "platform", "apps")
 VALUES_FILE = "values-site.yaml"
 ARGOCD_NAMESPACE = "argocd"
 ROOT_PATH = "gitops/root"
@@ -105,6 +106,11 @@ def _tls(site: Site, app: str) -> list[dict[str, Any]]:
     return [{"secretName": f"{app}-tls", "hosts": [hostname(site, app)]}]
 
 
+def registry_http_secret(site: Site) -> str:
+    """The registry's ``http.secret``: fixed per site (derived from its domain), the same on every render."""
+    return hashlib.sha256(f"homelab registry http.secret {site.domain}".encode()).hexdigest()[:32]
+
+
 def app_values(app: App, site: Site) -> dict[str, Any]:
     """The generated values of one app: the site block plus the upstream chart's keys the site decides."""
     host = hostname(site, app.name)
@@ -147,9 +153,8 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
                     "hosts": [
                         {
                             "host": host,
-                            "paths": [
-                                {"path": "/", "backend": {"serviceName": "woodpecker-server", "servicePort": 80}}
-                            ],
+                            # the server subchart routes every path to its own Service (no backend key)
+                            "paths": [{"path": "/"}],
                         }
                     ],
                     "tls": _tls(site, app.name),
@@ -172,7 +177,11 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
         values["pxe"] = {"controllers": {"main": {"containers": {"main": {"env": env}}}}}
     elif app.name == "registry":
         values["docker-registry"] = {
-            "ingress": {"hosts": [host], "tls": _tls(site, app.name), "annotations": _ingress_annotations()}
+            "ingress": {"hosts": [host], "tls": _tls(site, app.name), "annotations": _ingress_annotations()},
+            # fixed, not the chart's randAlphaNum: a new value on every render would restart the registry on each
+            # Argo CD refresh (the Deployment carries the Secret's checksum). It signs upload state between
+            # replicas only (one runs); pushes and pulls need the generated htpasswd credential all the same.
+            "secrets": {"haSharedSecret": registry_http_secret(site)},
         }
     return values
 

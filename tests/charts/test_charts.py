@@ -5,6 +5,7 @@ and the harness must name the chart, fixture, document and field.
 """
 
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate.utils
 import pytest
@@ -21,6 +22,7 @@ from chart_harness import (
     fixture_name,
     fixture_values,
     lint_chart,
+    pod_templates,
     render_chart,
     validate_documents,
 )
@@ -61,6 +63,49 @@ def test_product_chart_renders_valid_secure_manifests(chart: Path, values: Path 
 @pytest.mark.parametrize(("chart", "values"), _cases([EVERYTHING]))
 def test_fixture_consumer_renders_valid_secure_manifests(chart: Path, values: Path | None) -> None:
     _assert_valid(chart, values)
+
+
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    assert not selector.get("matchExpressions"), "extend _selects for matchExpressions"
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+@pytest.mark.parametrize("chart", PRODUCT_CHARTS, ids=lambda c: c.name)
+def test_every_pod_of_a_product_chart_has_a_network_policy(chart: Path) -> None:
+    """checkov CKV2_K8S_6: a pod no NetworkPolicy selects may talk to and be reached from anything."""
+    docs = render_chart(chart)
+    policies = [d.body for d in docs if d.kind == "NetworkPolicy"]
+    for doc in docs:
+        if not list(pod_templates(doc)):
+            continue
+        spec = doc.body["spec"]
+        template = spec["jobTemplate"]["spec"]["template"] if doc.kind == "CronJob" else spec["template"]
+        labels = template["metadata"]["labels"]
+        assert any(_selects(p, labels) for p in policies), f"{chart.name}: {doc.ident} has no NetworkPolicy"
+
+
+def test_the_bootstrap_job_may_reach_exactly_dns_the_api_and_gitea() -> None:
+    (policy,) = [d.body for d in render_chart(REPO / "charts" / "bootstrap") if d.kind == "NetworkPolicy"]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == []
+    ports = {
+        (
+            r["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] if r.get("to") else "*",
+            p["port"],
+            p["protocol"],
+        )
+        for r in spec["egress"]
+        for p in r["ports"]
+    }
+    assert ports == {
+        ("kube-system", 53, "UDP"),
+        ("kube-system", 53, "TCP"),
+        ("*", 443, "TCP"),
+        ("*", 6443, "TCP"),
+        ("gitea", 3000, "TCP"),
+    }
 
 
 def _depends_on_library(chart: Path) -> bool:

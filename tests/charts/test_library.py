@@ -153,10 +153,22 @@ def test_run_to_completion_containers_have_no_probes(docs: list[Document], kind:
         assert "readinessProbe" not in container
 
 
-def test_init_containers_have_no_probes(docs: list[Document]) -> None:
-    init = _pod(docs, "Deployment", "everything")["initContainers"][0]
+def test_init_containers_have_no_probes_and_not_the_default_http_port(docs: list[Document]) -> None:
+    pod = _pod(docs, "Deployment", "everything")
+    init = pod["initContainers"][0]
     assert init["name"] == "migrate"
     assert "livenessProbe" not in init
+    assert "ports" not in init, "the main container's http port again: a duplicate port definition"
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in pod["containers"][0]["ports"]
+
+
+def test_an_init_container_keeps_the_ports_it_names_itself(tmp_path: Path) -> None:
+    docs = _render_can_fail(
+        tmp_path,
+        "controllers: {main: {initContainers: {seed: {image: {repository: r}, ports: {admin: {port: 9000}}}}}}\n",
+    )
+    (init,) = _pod(docs, "Deployment", "can-fail")["initContainers"]
+    assert init["ports"] == [{"name": "admin", "containerPort": 9000, "protocol": "TCP"}]
 
 
 def test_probes_can_be_tuned_or_replaced(tmp_path: Path) -> None:

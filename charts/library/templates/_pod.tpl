@@ -1,8 +1,13 @@
-{{/* A container. Args: root, ckey (controller key), key, item, longRunning, path. */}}
+{{/* A container. Args: root, ckey (controller key), key, item, longRunning, init (an init container), path. */}}
 {{- define "library.container" -}}
 {{- $root := .root -}}
 {{- $path := .path -}}
 {{- $c := mergeOverwrite (deepCopy $root.Values.defaultContainerOptions) (deepCopy (.item | default dict)) -}}
+{{- if .init -}}
+{{- /* an init container serves nothing: only the ports it names itself, never the default http (the API server
+     warns of a duplicate port definition when the main container has it too) */ -}}
+{{- $_ := set $c "ports" ((.item | default dict).ports | default dict) -}}
+{{- end -}}
 {{- $image := $c.image | default dict -}}
 {{- if not $image.repository -}}
 {{- fail (printf "%s: image.repository is required" $path) -}}
@@ -237,7 +242,7 @@ spec:
   {{- if $c.initContainers }}
   initContainers:
     {{- range $key := keys $c.initContainers | sortAlpha }}
-    {{- include "library.container" (dict "root" $root "ckey" $ckey "key" $key "item" (get $c.initContainers $key) "longRunning" false "path" (printf "%s.initContainers.%s" $path $key)) | nindent 4 }}
+    {{- include "library.container" (dict "root" $root "ckey" $ckey "key" $key "item" (get $c.initContainers $key) "longRunning" false "init" true "path" (printf "%s.initContainers.%s" $path $key)) | nindent 4 }}
     {{- end }}
   {{- end }}
   {{- if not $c.containers }}

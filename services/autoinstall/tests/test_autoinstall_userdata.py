@@ -15,6 +15,8 @@ import pytest
 import yaml
 from autoinstall_site import site_data
 
+from chart_harness import Document, validate_documents
+from homelab_autoinstall import kubevip
 from homelab_autoinstall.secrets import hash_password, new_k3s_token, new_password_hash
 from homelab_autoinstall.userdata import (
     InstallOptions,
@@ -167,11 +169,11 @@ def test_k3s_roles(site: Site) -> None:
     assert first["node-ip"] == "10.77.0.11"
     assert "10.77.0.40" in first["tls-san"]
     joining = k3s_config_of(autoinstall(site, machine(site, "node2"), secrets(), SEED, InstallOptions()))
-    assert joining["server"] == "https://10.77.0.11:6443"
+    assert joining["server"] == "https://10.77.0.40:6443"
     assert "cluster-init" not in joining
     agent_doc = autoinstall(site, machine(site, "node3"), secrets(), SEED, InstallOptions())
     agent = k3s_config_of(agent_doc)
-    assert agent == {"token": K3S_TOKEN, "node-ip": "10.77.0.13", "server": "https://10.77.0.11:6443"}
+    assert agent == {"token": K3S_TOKEN, "node-ip": "10.77.0.13", "server": "https://10.77.0.40:6443"}
     install = next(c for c in agent_doc["late-commands"] if "INSTALL_K3S_VERSION" in c)
     assert install.startswith("curtin in-target --target=/target -- sh -c ")
     assert "INSTALL_K3S_VERSION=v1.33.5+k3s1" in install
@@ -201,8 +203,11 @@ def test_late_commands_write_the_files_they_claim(tmp_path: Path, site: Site) ->
         if "base64 -d" in command:
             subprocess.run(["sh", "-c", command.replace("/target", str(target))], check=True)
     config = target / "etc/rancher/k3s/config.yaml"
-    assert yaml.safe_load(config.read_text())["server"] == "https://10.77.0.11:6443"
+    assert yaml.safe_load(config.read_text())["server"] == "https://10.77.0.40:6443"
     assert config.stat().st_mode & 0o777 == 0o600
+    kube_vip = target / kubevip.MANIFEST_PATH.removeprefix("/")
+    assert "kind: DaemonSet" in kube_vip.read_text()
+    assert kube_vip.stat().st_mode & 0o777 == 0o600
     sudoers = target / "etc/sudoers.d/90-homelab-homelab"
     assert sudoers.read_text() == "homelab ALL=(ALL) NOPASSWD:ALL\n"
     assert sudoers.stat().st_mode & 0o777 == 0o440
@@ -219,3 +224,45 @@ def test_meta_data_and_vendor_data(site: Site) -> None:
 def test_k3s_token_is_generated_fresh() -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", new_k3s_token())
     assert new_k3s_token() != new_k3s_token()
+
+
+def _kube_vip_manifest(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    (command,) = [c for c in doc["late-commands"] if kubevip.MANIFEST_PATH in c]
+    (payload,) = re.findall(r"echo (\S+) \| base64 -d", command)
+    return [d for d in yaml.safe_load_all(base64.b64decode(payload).decode()) if d]
+
+
+def test_servers_get_kube_vip_for_the_api_vip_and_the_pool_and_joins_use_the_vip(site: Site) -> None:
+    first = autoinstall(site, machine(site, "node1"), secrets(), SEED, InstallOptions())
+    docs = _kube_vip_manifest(first)
+    problems = validate_documents(Document(d, "kube-vip", "user-data") for d in docs)
+    assert not problems, "\n".join(problems)
+    (daemonset,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    pod = daemonset["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert (env["address"], env["vip_arp"], env["cp_enable"], env["svc_enable"]) == (
+        "10.77.0.40",
+        "true",
+        "true",
+        "true",
+    )
+    assert pod["hostNetwork"] is True
+    assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}
+    (pool,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert (pool["metadata"]["name"], pool["data"]) == ("kubevip", {"range-global": "10.77.0.50-10.77.0.70"})
+    assert k3s_config_of(first)["disable"] == ["servicelb"]
+    joining = autoinstall(site, machine(site, "node2"), secrets(), SEED, InstallOptions())
+    assert _kube_vip_manifest(joining) == docs
+    assert k3s_config_of(joining)["server"] == "https://10.77.0.40:6443"
+    agent = autoinstall(site, machine(site, "node3"), secrets(), SEED, InstallOptions())
+    assert not [c for c in agent["late-commands"] if kubevip.MANIFEST_PATH in c], "agents run no kube-vip"
+    assert k3s_config_of(agent)["server"] == "https://10.77.0.40:6443"
+
+
+def test_without_vip_and_pool_there_is_no_kube_vip_and_servicelb_stays(site: Site) -> None:
+    plain = site.model_copy(update={"k3s": site.k3s.model_copy(update={"api_vip": None, "lb_pool": None})})
+    doc = autoinstall(plain, machine(plain, "node1"), secrets(), SEED, InstallOptions())
+    assert not [c for c in doc["late-commands"] if kubevip.MANIFEST_PATH in c]
+    assert "disable" not in k3s_config_of(doc)
+    joining = autoinstall(plain, machine(plain, "node2"), secrets(), SEED, InstallOptions())
+    assert k3s_config_of(joining)["server"] == "https://10.77.0.11:6443"

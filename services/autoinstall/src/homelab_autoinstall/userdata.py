@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from homelab_autoinstall import kubevip
 from homelab_autoinstall.settings import DEFAULT_PACKAGES
 from homelab_common.site import Machine, Site
 
@@ -101,16 +102,16 @@ def network_config(site: Site, machine: Machine) -> str:
 
 
 def join_address(site: Site) -> str:
-    """Where joining servers and agents reach the cluster at install time: the first server's own address.
+    """Where joining servers and agents reach the cluster: ``k3s.api_vip`` when the site has one, else the first
+    server's own address.
 
-    Not ``k3s.api_vip``: the VIP is served by kube-vip, which ArgoCD deploys once the first server runs; a node
-    installed before that would wait for it. The join address only matters for the first contact (agents then
-    learn every server), and the VIP is in every server's certificate (``tls-san``) for clients.
+    The VIP is up as soon as the first server's k3s runs (kube-vip comes from k3s's auto-deploy folder, see
+    kubevip.py), and it stays up while any server does, so a node joining later does not depend on the first one.
     """
     first = site.first_server
     if first is None:
         raise ValueError("the site has no server: nothing to join")
-    return f"https://{first.ip}:{K3S_API_PORT}"
+    return f"https://{site.k3s.api_vip or first.ip}:{K3S_API_PORT}"
 
 
 def k3s_config(site: Site, machine: Machine, k3s_token: str) -> dict[str, Any]:
@@ -126,6 +127,9 @@ def k3s_config(site: Site, machine: Machine, k3s_token: str) -> dict[str, Any]:
         if site.k3s.api_vip is not None:
             sans.append(str(site.k3s.api_vip))
         config["tls-san"] = sans
+        if site.k3s.lb_pool:
+            # LoadBalancer addresses come from the pool (kube-vip), not from k3s's ServiceLB on the nodes' own IPs
+            config["disable"] = ["servicelb"]
     else:
         config["server"] = join_address(site)
     return config
@@ -148,6 +152,13 @@ def write_file(path: str, content: str, mode: str) -> str:
     return f"mkdir -p {parent} && echo {encoded} | base64 -d > {target} && chmod {mode} {target}"
 
 
+def kube_vip_commands(site: Site, machine: Machine) -> list[str]:
+    """On servers: kube-vip (API VIP, LoadBalancer pool) into k3s's auto-deploy folder."""
+    if machine.role != "server" or not kubevip.manifests(site):
+        return []
+    return [write_file(kubevip.MANIFEST_PATH, kubevip.manifest_text(site), "0600")]
+
+
 def late_commands(
     site: Site, machine: Machine, secrets: MachineSecrets, seed_url: str, options: InstallOptions
 ) -> list[str]:
@@ -166,6 +177,7 @@ def late_commands(
         # Login is by SSH key only and nobody knows the random password: the admin needs sudo without it.
         write_file(sudoers, f"{options.username} ALL=(ALL) NOPASSWD:ALL\n", "0440"),
         write_file("/etc/rancher/k3s/config.yaml", _yaml(k3s_config(site, machine, secrets.k3s_token)), "0600"),
+        *kube_vip_commands(site, machine),
         # Enabled, not started: k3s starts on the first boot of the installed system, with the sysctls applied.
         f"curtin in-target --target=/target -- sh -c {shlex.quote(install)}",
         f"curl -fsS -X POST {shlex.quote(seed_url + 'installed')}",

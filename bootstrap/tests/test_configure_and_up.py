@@ -240,6 +240,8 @@ def test_summary_lists_app_urls_and_where_credentials_are(tmp_path: Path) -> Non
     assert "https://argocd.home.arpa/" in text
     assert "kubectl -n gitea get secret gitea-admin" in text
     assert "argocd-initial-admin-secret" in text
+    assert "point your router's DNS for home.arpa at 192.168.1.51 (the dns app)" in text
+    assert "ingress     192.168.1.50 (Traefik" in text
 
 
 # ---------------------------------------------------------------------------------------------- the CLI

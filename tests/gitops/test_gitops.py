@@ -152,7 +152,11 @@ def test_provisioning_services_get_the_site_file_and_their_addresses() -> None:
     values = gitops.app_values(gitops.App("apps", "autoinstall"), site)["autoinstall"]
     assert parse_site(yaml.safe_load(values["configMaps"]["site"]["data"]["site.yaml"])) == site
     env = values["controllers"]["main"]["containers"]["main"]["env"]
-    assert env["HOMELAB_AUTOINSTALL_PUBLIC_URL"] == "http://192.168.1.11:8081"
+    assert env["HOMELAB_AUTOINSTALL_PUBLIC_URL"] == "http://192.168.1.52:8081", "its fixed address in k3s.lb_pool"
+    assert values["service"]["main"]["annotations"] == {gitops.LB_ANNOTATION: "192.168.1.52"}
+    no_pool = site.model_copy(update={"k3s": site.k3s.model_copy(update={"lb_pool": None})})
+    env = gitops.app_values(gitops.App("apps", "autoinstall"), no_pool)["autoinstall"]["controllers"]["main"]
+    assert env["containers"]["main"]["env"]["HOMELAB_AUTOINSTALL_PUBLIC_URL"] == "http://192.168.1.11:8081"
     pxe = gitops.app_values(gitops.App("apps", "pxe"), site)["pxe"]["controllers"]["main"]["containers"]["main"]["env"]
     assert pxe == {
         "HOMELAB_PXE_LAN": "192.168.1.0/24",
@@ -237,3 +241,21 @@ def test_generated_values_files_are_written_once_and_rewritten_only_on_change(tm
     changed = gitops.write_values(tmp_path, site.model_copy(update={"timezone": "Etc/UTC"}))
     assert changed, "a site change must reach the generated values"
     assert copy.deepcopy(yaml.safe_load(first[0].read_text()))["site"]["timezone"] == "Etc/UTC"
+
+
+def test_traefik_and_dns_get_fixed_addresses_from_the_pool(trees: dict[str, Path]) -> None:
+    site = load_site(EXAMPLE)
+    assert {k: str(v) for k, v in gitops.lb_addresses(site).items()} == {
+        "traefik": "192.168.1.50",
+        "dns": "192.168.1.51",
+        "autoinstall": "192.168.1.52",
+    }
+    (config,) = _kinds(_render(trees["example"], gitops.App("system", "traefik")))["HelmChartConfig"]
+    traefik = yaml.safe_load(config.body["spec"]["valuesContent"])
+    assert traefik["service"]["annotations"] == {gitops.LB_ANNOTATION: "192.168.1.50"}
+    services = {d.name: d.body for d in _kinds(_render(trees["example"], gitops.App("apps", "dns")))["Service"]}
+    dns = next(s for s in services.values() if s["spec"].get("type") == "LoadBalancer")
+    assert dns["metadata"]["annotations"][gitops.LB_ANNOTATION] == "192.168.1.51"
+    small = site.model_copy(update={"k3s": site.k3s.model_copy(update={"lb_pool": "192.168.1.50-192.168.1.51"})})
+    with pytest.raises(ValueError, match="k3s.lb_pool: .* fewer than 3 addresses"):
+        gitops.lb_addresses(small)

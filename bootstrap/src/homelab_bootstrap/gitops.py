@@ -8,6 +8,7 @@ is the only thing a user edits; nothing per app is edited by hand. Pure function
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,31 @@ def site_block(site: Site) -> dict[str, Any]:
 
 AUTOINSTALL_PORT = 8081
 
+#: LoadBalancer Services that get a fixed address from ``k3s.lb_pool``, from its first address on in this order
+#: (so the router's DNS forwarder and the installers' URL never change); the rest of the pool is handed out freely.
+FIXED_LB = ("traefik", "dns", "autoinstall")
+#: How a Service asks kube-vip's cloud provider for its address
+LB_ANNOTATION = "kube-vip.io/loadbalancerIPs"
+
+
+def lb_addresses(site: Site) -> dict[str, ipaddress.IPv4Address]:
+    """The fixed LoadBalancer addresses (FIXED_LB) when the site has a pool; {} without one."""
+    pool = site.lb_pool_range()
+    if pool is None:
+        return {}
+    first, last = pool
+    if int(last) - int(first) + 1 < len(FIXED_LB):
+        raise ValueError(
+            f"k3s.lb_pool: {site.k3s.lb_pool} holds fewer than {len(FIXED_LB)} addresses "
+            f"({', '.join(FIXED_LB)} get fixed ones): give a larger range"
+        )
+    return {name: first + i for i, name in enumerate(FIXED_LB)}
+
+
+def _lb_annotations(site: Site, name: str) -> dict[str, Any]:
+    address = lb_addresses(site).get(name)
+    return {"annotations": {LB_ANNOTATION: str(address)}} if address is not None else {}
+
 
 def site_file_text(site: Site) -> str:
     """The site as a site file (normalised: MACs in colon form, defaults filled), for services that read one."""
@@ -163,12 +189,20 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
             }
         }
     elif app.name == "autoinstall" and site.first_server is not None:
-        # installers on the LAN reach the LoadBalancer Service (k3s ServiceLB) on any node: the first server's
-        env = {"HOMELAB_AUTOINSTALL_PUBLIC_URL": f"http://{site.first_server.ip}:{AUTOINSTALL_PORT}"}
+        # installers on the LAN reach the LoadBalancer Service: at its fixed pool address, or (k3s ServiceLB, no
+        # pool) on any node: the first server's
+        address = lb_addresses(site).get("autoinstall", site.first_server.ip)
+        env = {"HOMELAB_AUTOINSTALL_PUBLIC_URL": f"http://{address}:{AUTOINSTALL_PORT}"}
         values["autoinstall"] = {
             "controllers": {"main": {"containers": {"main": {"env": env}}}},
             "configMaps": {"site": {"data": {"site.yaml": site_file_text(site)}}},
         }
+        if service := _lb_annotations(site, "autoinstall"):
+            values["autoinstall"]["service"] = {"main": service}
+    elif app.name == "traefik" and (service := _lb_annotations(site, "traefik")):
+        values["traefik"] = {"service": service}
+    elif app.name == "dns" and (service := _lb_annotations(site, "dns")):
+        values["dns"] = {"service": {"dns": service}}
     elif app.name == "pxe":
         env = {
             "HOMELAB_PXE_LAN": str(site.lan.subnet),

@@ -380,6 +380,19 @@ def controller_address(site: Site) -> str:
         return str(probe.getsockname()[0])
 
 
+def lb_summary(site: Site) -> list[str]:
+    """Where the LAN reaches the cluster: the fixed LoadBalancer addresses (none without k3s.lb_pool)."""
+    fixed = gitops.lb_addresses(site)
+    if not fixed:
+        return []
+    lines = ["", f"  ingress     {fixed['traefik']} (Traefik: every https://<app>.{site.domain}/)"]
+    if site.apps.dns:
+        lines.append(f"  point your router's DNS for {site.domain} at {fixed['dns']} (the dns app)")
+    else:
+        lines.append(f"  point *.{site.domain} at {fixed['traefik']} in your DNS")
+    return lines
+
+
 def summary(site: Site, opts: Options) -> list[str]:
     lines = ["", "Your homelab:"]
     for app in gitops.discover_apps(opts.source):
@@ -392,6 +405,7 @@ def summary(site: Site, opts: Options) -> list[str]:
             "registry",
         ):
             lines.append(f"  {app.name:<11} https://{gitops.hostname(site, app.name)}/")
+    lines += lb_summary(site)
     kube = kubeconfig_path(opts)
     lines += ["", f"Generated admin credentials are Kubernetes Secrets (KUBECONFIG={kube}):"]
     lines.append(

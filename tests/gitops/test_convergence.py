@@ -201,7 +201,7 @@ def test_determinism_fixtures_fail(tmp_path: Path) -> None:
     (chart / gitops.VALUES_FILE).write_text("{}\n")
     app = gitops.App("apps", "rnd")
     assert render_app_text(tmp_path, app) != render_app_text(tmp_path, app)
-    registry = Pin("docker-registry", "2.2.3", "docker-registry")
+    registry = Pin("docker-registry", "3.0.0", "docker-registry")
     (problem,) = random_problems(registry, {"docker-registry": {"persistence": {"enabled": True}}}, "registry")
     assert "docker-registry.secrets.haSharedSecret" in problem
     assert random_problems(registry, {"docker-registry": {"secrets": {"haSharedSecret": "x"}}}, "registry") == []
@@ -221,10 +221,10 @@ def test_wrapper_values_use_only_keys_the_upstream_chart_declares(trees: dict[st
 
 
 def test_unknown_keys_fixtures_fail() -> None:
-    woodpecker = Pin("woodpecker", "3.5.1", "woodpecker")
+    woodpecker = Pin("woodpecker", "3.6.5", "woodpecker")
     dead = {"server": {"ingress": {"hosts": [{"host": "ci", "paths": [{"backend": {"serviceName": "s"}}]}]}}}
     assert unknown_key_problems(woodpecker, {"woodpecker": dead}, "woodpecker") == [
-        "woodpecker: woodpecker.server.ingress.hosts[].paths[].backend.serviceName: woodpecker 3.5.1 declares no "
+        "woodpecker: woodpecker.server.ingress.hosts[].paths[].backend.serviceName: woodpecker 3.6.5 declares no "
         "such key (dead or misspelled)"
     ]
     loki = Pin("loki", "6.16.0", "loki")

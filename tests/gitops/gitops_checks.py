@@ -5,7 +5,9 @@
   applied strictly earlier. Apps of one tier sync at the same time, so a CRD from another app of the same tier is
   not earlier. Inside one app a CRD applied earlier is enough: Argo CD skips the dry run of a custom resource whose
   CRD is part of the same sync (``SkipDryRunOnMissingResource`` is needed only for a CRD outside the sync, which
-  under the tiers is on the cluster already). Objects a chart renders only when their API is on the cluster at render
+  under the tiers is on the cluster already), and waits for the CRD to be established. Argo CD would even pull a
+  CRD of the same app from a later wave forward (gitops-engine's ``adjustDeps``); the check still wants the order
+  written down (a lower wave or phase), so the tree reads the way it syncs. Objects a chart renders only when their API is on the cluster at render
   time (``.Capabilities.APIVersions.Has``) and whose CRD is not on the cluster before the app "arrive late".
 - :func:`random_problems`: values an upstream chart mints at random unless set (every Argo CD refresh would change
   them and restart what carries their checksum).

@@ -7,8 +7,9 @@
   CRD is part of the same sync (``SkipDryRunOnMissingResource`` is needed only for a CRD outside the sync, which
   under the tiers is on the cluster already), and waits for the CRD to be established. Argo CD would even pull a
   CRD of the same app from a later wave forward (gitops-engine's ``adjustDeps``); the check still wants the order
-  written down (a lower wave or phase), so the tree reads the way it syncs. Objects a chart renders only when their API is on the cluster at render
-  time (``.Capabilities.APIVersions.Has``) and whose CRD is not on the cluster before the app "arrive late".
+  written down (a lower wave or phase), so the tree reads the way it syncs. Objects a chart renders only when their
+  API is on the cluster at render time (``.Capabilities.APIVersions.Has``) and whose CRD is not on the cluster
+  before the app "arrive late".
 - :func:`random_problems`: values an upstream chart mints at random unless set (every Argo CD refresh would change
   them and restart what carries their checksum).
 - :func:`unknown_key_problems`: wrapper values keys the upstream chart does not declare (dead or misspelled).

@@ -257,5 +257,5 @@ def test_traefik_and_dns_get_fixed_addresses_from_the_pool(trees: dict[str, Path
     dns = next(s for s in services.values() if s["spec"].get("type") == "LoadBalancer")
     assert dns["metadata"]["annotations"][gitops.LB_ANNOTATION] == "192.168.1.51"
     small = site.model_copy(update={"k3s": site.k3s.model_copy(update={"lb_pool": "192.168.1.50-192.168.1.51"})})
-    with pytest.raises(ValueError, match="k3s.lb_pool: .* fewer than 3 addresses"):
+    with pytest.raises(ValueError, match=r"k3s\.lb_pool: .* fewer than 3 addresses"):
         gitops.lb_addresses(small)

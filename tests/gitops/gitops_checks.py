@@ -358,6 +358,10 @@ def _prefixes(path: str) -> Iterator[str]:
 def chart_keys(pin: Pin) -> Keys:
     keys = Keys()
     keys.add("", json.loads((pin.folder / "values-keys.json").read_text()))
+    facts = pin.folder / "facts.json"
+    deps = (json.loads(facts.read_text()).get("dependencies") or []) if facts.is_file() else []
+    # a dependency's condition (crds.enabled) is read by helm itself
+    conditions = {c.strip() for dep in deps for c in str(dep.get("condition") or "").split(",") if c.strip()}
     sub = pin.folder / "subcharts-values-keys.json"
     if sub.is_file():
         # The subchart reads what its own defaults declare: a parent default under its alias that the subchart
@@ -365,15 +369,14 @@ def chart_keys(pin: Pin) -> Keys:
         for alias, data in json.loads(sub.read_text()).items():
             prefix = _key(alias)
             for name in [k for k in keys.types if k.startswith((f"{prefix}.", f"{prefix}["))]:
-                del keys.types[name]
+                if name not in conditions:
+                    del keys.types[name]
             keys.add(prefix, data["keys"])
             keys.types.setdefault(f"{prefix}.enabled", "bool")
-    facts = pin.folder / "facts.json"
-    if facts.is_file():
-        for dep in json.loads(facts.read_text()).get("dependencies") or []:
-            folder = UPSTREAM_DIR / dep["name"] / str(dep.get("resolved_version") or dep["version"])
-            if (folder / "values-keys.json").is_file():
-                keys.add(_key(dep.get("alias") or dep["name"]), json.loads((folder / "values-keys.json").read_text()))
+    for dep in deps:  # subcharts with a folder of their own here (kube-prometheus-stack's grafana, ...)
+        folder = UPSTREAM_DIR / dep["name"] / str(dep.get("resolved_version") or dep["version"])
+        if (folder / "values-keys.json").is_file():
+            keys.add(_key(dep.get("alias") or dep["name"]), json.loads((folder / "values-keys.json").read_text()))
     return keys
 
 

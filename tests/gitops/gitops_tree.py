@@ -52,7 +52,13 @@ def build_tree(root: Path, site: Site, source: Path = REPO) -> Path:
 @functools.cache
 def render_app(tree: Path, app: gitops.App) -> list[Document]:
     """The app's documents (rendered once per tree and session: callers must not change them)."""
-    return [Document(body, app.name, gitops.VALUES_FILE) for body in load_all(first_render(tree, app)) if body]
+    return [Document(body, app.name, gitops.VALUES_FILE) for body in _parse(first_render(tree, app))]
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(text: str) -> tuple[Any, ...]:
+    """Parsed once per distinct output: both sites render the same megabytes of CRDs (the crds tier)."""
+    return tuple(body for body in load_all(text) if body)
 
 
 @functools.cache

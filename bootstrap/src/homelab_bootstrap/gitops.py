@@ -86,10 +86,16 @@ def site_block(site: Site) -> dict[str, Any]:
             "issuer": "homelab",
             **({"acme": {"email": acme.email, "server": acme.server}} if acme else {}),
         },
+        "slo": site.slo.model_dump(),
     }
 
 
 AUTOINSTALL_PORT = 8081
+
+
+def runbooks_url(site: Site) -> str:
+    """The alert runbooks (docs/runbooks/ of this repository) as Gitea shows them in the site's GitOps repository."""
+    return f"https://{hostname(site, 'gitea')}/homelab/gitops/src/branch/main/docs/runbooks"
 
 
 def site_file_text(site: Site) -> str:
@@ -109,6 +115,8 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
     """The generated values of one app: the site block plus the upstream chart's keys the site decides."""
     host = hostname(site, app.name)
     values: dict[str, Any] = {"site": site_block(site)}
+    if app.tier == "apps":  # our charts: alert rules link their runbook pages (charts/library, global.runbooks)
+        values["global"] = {"runbooks": runbooks_url(site)}
     if app.name == "argocd":
         values["argo-cd"] = {
             "global": {"domain": host},

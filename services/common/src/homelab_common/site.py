@@ -196,6 +196,16 @@ class Apps(_Strict):
     dns: bool = True
 
 
+class SloObjectives(_Strict):
+    """Service level objectives, in percent: the SLO burn-rate alerts and dashboards (observability/) use them.
+
+    The roadmap's beta target is 70 % availability; a stable site aims at 99.9 % availability and 99.99 % durability.
+    """
+
+    availability: float = Field(default=99.9, gt=0, lt=100)
+    durability: float = Field(default=99.99, gt=0, lt=100)
+
+
 class Site(_Strict):
     """The whole site file."""
 
@@ -208,6 +218,7 @@ class Site(_Strict):
     apps: Apps = Apps()
     exposure: Exposure = Exposure()
     certificates: Certificates = Certificates()
+    slo: SloObjectives = SloObjectives()
 
     @property
     def private_domain(self) -> bool:

@@ -57,25 +57,48 @@ def _http(service: str) -> list[Panel]:
 SERVICES: dict[str, list[Panel]] = {
     "pxe": [
         Panel("DHCP packets by port", "sum by (port) (rate(homelab_pxe_dhcp_packets_total[5m]))", "pps", "{{port}}"),
-        Panel("DHCP ignored by reason", "sum by (reason) (rate(homelab_pxe_dhcp_ignored_total[5m]))", "pps", "{{reason}}"),
+        Panel(
+            "DHCP ignored by reason", "sum by (reason) (rate(homelab_pxe_dhcp_ignored_total[5m]))", "pps", "{{reason}}"
+        ),
         Panel("DHCP errors", "sum(rate(homelab_pxe_dhcp_errors_total[5m]))", "pps", "errors"),
-        Panel("TFTP transfers by result", "sum by (result) (increase(homelab_pxe_tftp_transfers_total[1h]))", "short",
-              "{{result}}"),
-        Panel("Boot scripts by action", "sum by (action) (increase(homelab_pxe_boot_scripts_total[1h]))", "short",
-              "{{action}}"),
+        Panel(
+            "TFTP transfers by result",
+            "sum by (result) (increase(homelab_pxe_tftp_transfers_total[1h]))",
+            "short",
+            "{{result}}",
+        ),
+        Panel(
+            "Boot scripts by action",
+            "sum by (action) (increase(homelab_pxe_boot_scripts_total[1h]))",
+            "short",
+            "{{action}}",
+        ),
         *_http("pxe"),
     ],
     "autoinstall": [
         Panel("Machines by state", "sum by (state) (homelab_autoinstall_machines)", "short", "{{state}}", "stat"),
-        Panel("Installer events by result",
-              "sum by (result) (increase(homelab_autoinstall_installer_events_total[1h]))", "short", "{{result}}"),
-        Panel("Requests refused by reason",
-              "sum by (reason) (increase(homelab_autoinstall_seed_refusals_total[1h]))", "short", "{{reason}}"),
+        Panel(
+            "Installer events by result",
+            "sum by (result) (increase(homelab_autoinstall_installer_events_total[1h]))",
+            "short",
+            "{{result}}",
+        ),
+        Panel(
+            "Requests refused by reason",
+            "sum by (reason) (increase(homelab_autoinstall_seed_refusals_total[1h]))",
+            "short",
+            "{{reason}}",
+        ),
         *_http("autoinstall"),
     ],
     "dns": [
-        Panel("Seconds since the last good sync",
-              "time() - max(homelab_dns_last_successful_sync_timestamp_seconds)", "s", "", "stat"),
+        Panel(
+            "Seconds since the last good sync",
+            "time() - max(homelab_dns_last_successful_sync_timestamp_seconds)",
+            "s",
+            "",
+            "stat",
+        ),
         Panel("Syncs by result", "sum by (result) (rate(homelab_dns_syncs_total[5m]))", "ops", "{{result}}"),
         Panel("Records by state", "max by (state) (homelab_dns_records)", "short", "{{state}}"),
         Panel("Leader replicas", "sum(homelab_dns_is_leader)", "short", "", "stat"),
@@ -84,8 +107,13 @@ SERVICES: dict[str, list[Panel]] = {
     "homepage": [
         Panel("Apps by status", "max by (status) (homelab_homepage_apps_by_status)", "short", "{{status}}"),
         Panel("Configuration mistakes by kind", "max by (kind) (homelab_homepage_diagnostics)", "short", "{{kind}}"),
-        Panel("Watch synced", "min by (informer) (homelab_k8s_informer_synced{namespace=\"homepage\"})", "short",
-              "{{informer}}", "stat"),
+        Panel(
+            "Watch synced",
+            'min by (informer) (homelab_k8s_informer_synced{namespace="homepage"})',
+            "short",
+            "{{informer}}",
+            "stat",
+        ),
         *_http("homepage"),
     ],
 }

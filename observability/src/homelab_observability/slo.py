@@ -88,8 +88,12 @@ class Slo(BaseModel):
         return "".join(part.capitalize() for part in self.name.split("-")) + "BudgetBurn"
 
     @property
+    def runbook_page(self) -> str:
+        return f"slo-{self.name}.md"
+
+    @property
     def runbook_path(self) -> str:
-        return f"docs/runbooks/slo-{self.name}.md"
+        return f"docs/runbooks/{self.runbook_page}"
 
     def ratio(self, window: str) -> str:
         errors = self.errors.replace("$window", window)
@@ -98,7 +102,7 @@ class Slo(BaseModel):
 
 
 def load_slos(data: dict[str, Any]) -> list[Slo]:
-    """``{"slos": {name: declaration}}`` → validated SLOs; a mistake raises ValueError naming ``slos.<name>.<field>``."""
+    """``{"slos": {name: declaration}}`` → validated SLOs; mistakes raise ValueError naming ``slos.<name>.<field>``."""
     from pydantic import ValidationError
 
     declared = data.get("slos")
@@ -153,7 +157,7 @@ def rule_group(slo: Slo, runbook_base: str) -> dict[str, Any]:
                 "annotations": {
                     "summary": f"{slo.service}: the {slo.name} SLO burns its error budget too fast ({meaning})",
                     "description": f"{slo.description} Burn rate above the {meaning} threshold ({spans}).",
-                    "runbook_url": f"{runbook_base}/{slo.runbook_path}",
+                    "runbook_url": f"{runbook_base}/{slo.runbook_page}",
                 },
             }
         )

@@ -29,7 +29,7 @@ def test_a_declaration_without_window_is_named_by_field() -> None:
 
 def test_a_bad_name_and_a_missing_runbook_are_all_reported() -> None:
     body = {k: v for k, v in GOOD.items() if k != "runbook"}
-    with pytest.raises(ValueError, match="slos.Backup") as err:
+    with pytest.raises(ValueError, match=r"slos\.Backup") as err:
         load_slos({"slos": {"Backup": body}})
     assert "slos.Backup.name: use lowercase words" in str(err.value)
     assert "slos.Backup.runbook: Field required" in str(err.value)

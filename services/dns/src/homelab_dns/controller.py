@@ -49,6 +49,8 @@ for _result in ("ok", "error"):  # both start at 0, so the SLO's ratio exists be
     SYNCS.labels(_result)
 
 STATES = ("synced", "create", "update", "delete", "retained", "drift", "blocked", "foreign")
+for _state in STATES:  # 0 until the first plan, so the records panel shows a series from the start
+    RECORDS.labels(_state)
 
 
 class Source(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +73,44 @@ def _exe(name: str) -> str:
     return shutil.which(name, path=str(Path(sys.executable).parent)) or name
 
 
+class Recorder:
+    """An HTTP server on loopback that records each POSTed JSON body (stands in for ntfy)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                outer.bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @dataclass
 class Stack:
     tmp: Path
+    ntfy: Recorder
     ports: dict[str, int] = field(default_factory=dict)
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
     prometheus_port: int = 0
+    alertmanager_port: int = 0
+    started: float = 0.0
+
+    @property
+    def alertmanager(self) -> str:
+        return f"http://127.0.0.1:{self.alertmanager_port}"
 
     @property
     def prometheus(self) -> str:
@@ -202,6 +236,8 @@ def start_services(stack: Stack, kube_url: str) -> None:
             HOMELAB_HOMEPAGE_KUBECONFIG=str(_kubeconfig(tmp, kube_url)),
             HOMELAB_HOMEPAGE_STATIC_APPS_FILE=str(tmp / "services.yaml"),
             HOMELAB_HOMEPAGE_PROBE_INTERVAL_SECONDS="1",
+            HOMELAB_HOMEPAGE_NTFY_URL=stack.ntfy.url,
+            HOMELAB_HOMEPAGE_NTFY_TOPIC="homelab-test",
         ),
     )
     for name in SERVICES:
@@ -243,6 +279,36 @@ def scrape_configs(monitors: list[Document], ports: dict[str, int]) -> list[dict
     return configs
 
 
+def alertmanager_config(webhook: str) -> dict[str, Any]:
+    """The monitoring app's Alertmanager config, its receivers pointed at ``webhook`` and its waits shortened."""
+    values = yaml.safe_load((REPO / "gitops" / "platform" / "monitoring" / "values.yaml").read_text())
+    config: dict[str, Any] = values["kube-prometheus-stack"]["alertmanager"]["config"]
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            assert hook["url"] == "http://homepage.homepage.svc/api/v1/alerts/ntfy", hook
+            hook["url"] = webhook
+    config["route"].update(group_wait="1s", group_interval="1s")
+    return config
+
+
+def start_alertmanager(stack: Stack) -> None:
+    stack.alertmanager_port = free_port()
+    path = stack.tmp / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(alertmanager_config(f"{stack.url('homepage')}/api/v1/alerts/ntfy")))
+    stack.start(
+        "alertmanager",
+        [
+            "prometheus-alertmanager",
+            f"--config.file={path}",
+            f"--storage.path={stack.tmp / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{stack.alertmanager_port}",
+            "--cluster.listen-address=",
+        ],
+        dict(os.environ),
+    )
+    wait_until("alertmanager ready", lambda: http_status(f"{stack.alertmanager}/-/ready") == 200, procs=stack.procs)
+
+
 def start_prometheus(stack: Stack, rule_files: list[Path], alertmanager: str | None = None) -> None:
     stack.prometheus_port = free_port()
     config: dict[str, Any] = {
@@ -267,9 +333,14 @@ def start_prometheus(stack: Stack, rule_files: list[Path], alertmanager: str | N
 
 
 @contextmanager
-def running(tmp: Path, kube_url: str) -> Iterator[Stack]:
-    stack = Stack(tmp)
+def running(tmp: Path, kube_url: str, rule_files: list[Path]) -> Iterator[Stack]:
+    """Services, Alertmanager (delivering through the homepage's ntfy route to a recorder), then Prometheus."""
+    stack = Stack(tmp, Recorder())
     with ExitStack() as cleanup:
+        cleanup.callback(stack.ntfy.close)
         cleanup.callback(stack.stop)
         start_services(stack, kube_url)
+        start_alertmanager(stack)
+        stack.started = time.time()
+        start_prometheus(stack, rule_files, f"127.0.0.1:{stack.alertmanager_port}")
         yield stack

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,9 @@ import promql_parser
 import pytest
 import yaml
 from rulefiles import rules
-from stack import Stack, get_json, http_status, running, start_prometheus, wait_until
+from stack import Stack, get_json, wait_until
 
 from chart_harness import REPO
-from homelab_common.k8s.testing import KubeEmulator
 from homelab_observability.dashboards import panel_queries
 
 EXTERNAL = yaml.safe_load((REPO / "observability" / "external-metrics.yaml").read_text())
@@ -37,34 +35,8 @@ def _recorded(rule_files: dict[str, Path]) -> set[str]:
     return {r["record"] for r in rules(rule_files) if "record" in r}
 
 
-@pytest.fixture(scope="module")
-def stack(rule_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("stack")
-    with KubeEmulator() as kube, running(tmp, kube.url) as stack:
-        start_prometheus(stack, list(rule_files.values()))
-        stack.started = time.time()  # type: ignore[attr-defined]
-        # API traffic (scrapes and probes are not what the SLIs count)
-        for _ in range(3):
-            for name in stack.ports:
-                assert http_status(f"{stack.url(name)}/openapi.json") == 200
-        wait_until("two scrapes of every target", lambda: _scraped_twice(stack), procs=stack.procs)
-        wait_until("every rule group evaluated", lambda: _evaluated(stack), procs=stack.procs)
-        wait_until("homepage's first probe", lambda: stack.query("homelab_homepage_apps_by_status"))
-        yield stack
-
-
-def _scraped_twice(stack: Stack) -> bool:
-    targets = get_json(f"{stack.prometheus}/api/v1/targets")["data"]["activeTargets"]
-    up = len(targets) == len(stack.ports) and all(t["health"] == "up" for t in targets)
-    return up and bool(stack.query('count_over_time(up{namespace="dns"}[1m]) >= 2'))
-
-
 def _groups(stack: Stack) -> list[dict[str, Any]]:
     return list(get_json(f"{stack.prometheus}/api/v1/rules")["data"]["groups"])
-
-
-def _evaluated(stack: Stack) -> bool:
-    return all(not g["lastEvaluation"].startswith("0001") for g in _groups(stack))
 
 
 def test_every_rule_evaluates_without_error(stack: Stack, rule_files: dict[str, Path]) -> None:
@@ -109,5 +81,5 @@ def test_the_dns_slo_burns_and_its_page_alert_fires(stack: Stack, tmp_path: Path
     from plot import plot_burn_rate
 
     out = Path(os.environ.get("HOMELAB_PLOT_DIR", tmp_path)) / "slo-burn-rate-dns.png"
-    plot_burn_rate(stack, "dns-availability", stack.started, time.time(), out)  # type: ignore[attr-defined]
+    plot_burn_rate(stack, "dns-availability", stack.started, time.time(), out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request

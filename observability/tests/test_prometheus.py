@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import promql_parser
-import pytest
 import yaml
 from rulefiles import rules
 from stack import Stack, get_json, wait_until

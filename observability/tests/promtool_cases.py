@@ -23,14 +23,15 @@ def _pair(alert: str, series: str, firing: str, quiet: str, at: str, labels: dic
 
 
 def _slo(alert: str, slo: str, service: str, bad: str, good: str) -> list[Case]:
-    """Half the events bad: page and ticket fire; none bad: quiet."""
+    """Half the events bad: page and ticket fire; none bad: quiet. Ten minutes of data are enough: a ratio over a
+    window longer than the data is the ratio over the data (and fewer steps keep promtool quick)."""
     both = [
         {"slo": slo, "service": service, "severity": "critical"},
         {"slo": slo, "service": service, "severity": "warning"},
     ]
     return [
-        Case(alert, {bad: "0+60x90", good: "0+60x90"}, "80m", both),
-        Case(alert, {bad: "0x90", good: "0+60x90"}, "80m"),
+        Case(alert, {bad: "0+60x15", good: "0+60x15"}, "10m", both),
+        Case(alert, {bad: "0x15", good: "0+60x15"}, "10m"),
     ]
 
 

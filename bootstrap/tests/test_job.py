@@ -452,6 +452,30 @@ def test_missing_token_file_names_the_secret(kube: KubeEmulator, tmp_path: Path)
         job.step_secrets(ctx)
 
 
+def test_alerting_ntfy_becomes_the_homepages_secret_with_the_token_from_its_reference(
+    kube: KubeEmulator, tmp_path: Path
+) -> None:
+    from homelab_common.site import parse_site
+
+    ctx = _context(kube, tmp_path, FakeHelm())
+    data = ctx.site.model_dump(mode="json")
+    data["alerting"] = {"ntfy": {"topic": "homelab-q8x2", "token": {"env": "NTFY_TOKEN"}}}
+    ctx.site = parse_site(data)
+    ctx.environ = {"NTFY_TOKEN": "tk_abc"}
+    job.step_namespaces(ctx)
+    assert "secret homepage/homepage-ntfy set from the site file's alerting.ntfy" in job.step_secrets(ctx)
+    stored = kube.objects("v1/secrets", "homepage")["homepage/homepage-ntfy"]["data"]
+    assert {k: base64.b64decode(v).decode() for k, v in stored.items()} == {
+        "HOMELAB_HOMEPAGE_NTFY_URL": "https://ntfy.sh",
+        "HOMELAB_HOMEPAGE_NTFY_TOPIC": "homelab-q8x2",
+        "HOMELAB_HOMEPAGE_NTFY_TOKEN": "tk_abc",
+    }
+    assert "secret homepage/homepage-ntfy set from the site file's alerting.ntfy" not in job.step_secrets(ctx)
+    ctx.environ = {}
+    with pytest.raises(job.BootstrapError, match=r"secret homepage/homepage-ntfy: .*NTFY_TOKEN"):
+        job.step_secrets(ctx)
+
+
 def test_registry_gets_a_generated_bcrypt_htpasswd_never_rewritten(kube: KubeEmulator, tmp_path: Path) -> None:
     import bcrypt
 

@@ -60,7 +60,7 @@ def test_metrics_are_scraped_and_alerted_on(docs: list[Document]) -> None:
     assert monitor.body["spec"]["endpoints"][0]["port"] == "http"
     (rule,) = find(docs, "PrometheusRule")
     alerts = {r["alert"] for g in rule.body["spec"]["groups"] for r in g["rules"]}
-    assert alerts == {"HomepageAppDown", "HomepageConfigurationMistakes"}
+    assert alerts == {"HomepageAppDown", "HomepageConfigurationMistakes", "HomepageWatchStale"}
     (budget,) = find(docs, "PodDisruptionBudget")
     assert budget.body["spec"]["minAvailable"] == 1
 

@@ -88,6 +88,7 @@ def site_block(site: Site) -> dict[str, Any]:
             "issuer": "homelab",
             **({"acme": {"email": acme.email, "server": acme.server}} if acme else {}),
         },
+        "slo": site.slo.model_dump(),
     }
 
 
@@ -119,6 +120,11 @@ def _lb_annotations(site: Site, name: str) -> dict[str, Any]:
     return {"annotations": {LB_ANNOTATION: str(address)}} if address is not None else {}
 
 
+def runbooks_url(site: Site) -> str:
+    """The alert runbooks (docs/runbooks/ of this repository) as Gitea shows them in the site's GitOps repository."""
+    return f"https://{hostname(site, 'gitea')}/homelab/gitops/src/branch/main/docs/runbooks"
+
+
 def site_file_text(site: Site) -> str:
     """The site as a site file (normalised: MACs in colon form, defaults filled), for services that read one."""
     return yaml.safe_dump(site.model_dump(mode="json", exclude_none=True), sort_keys=False)
@@ -141,6 +147,8 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
     """The generated values of one app: the site block plus the upstream chart's keys the site decides."""
     host = hostname(site, app.name)
     values: dict[str, Any] = {"site": site_block(site)}
+    if app.tier == "apps":  # our charts: alert rules link their runbook pages (charts/library, global.runbooks)
+        values["global"] = {"runbooks": runbooks_url(site)}
     if app.name == "argocd":
         values["argo-cd"] = {
             "global": {"domain": host},

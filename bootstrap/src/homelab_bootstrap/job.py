@@ -104,6 +104,7 @@ def _read_secret(ctx: Context, namespace: str, name: str) -> dict[str, str]:
 
 def step_namespaces(ctx: Context) -> list[str]:
     names = [gitops.ARGOCD_NAMESPACE, "cert-manager", "monitoring", "gitea", "registry", "woodpecker", "cloudflared"]
+    names.append("homepage")  # the ntfy Secret (alert delivery) lives there
     apps = {a.name: a for a in gitops.discover_apps(ctx.source)}
     wanted = [n for n in names if n == gitops.ARGOCD_NAMESPACE or (n in apps and gitops.enabled(apps[n], ctx.site))]
     changes = []
@@ -149,6 +150,7 @@ def step_secrets(ctx: Context) -> list[str]:
         refs.append(("cert-manager", "cloudflare-api-token", "api-token", ctx.site.certificates.acme.token))
     if ctx.site.exposure.cloudflare_tunnel is not None:
         refs.append(("cloudflared", "cloudflared-token", "token", ctx.site.exposure.cloudflare_tunnel.token))
+    changes += _ntfy_secret(ctx)
     for namespace, name, key, ref in refs:
         try:
             value = ref.read(ctx.environ or None)
@@ -157,6 +159,22 @@ def step_secrets(ctx: Context) -> list[str]:
         if ctx.kube.apply(_secret(namespace, name, {key: value})) != "unchanged":
             changes.append(f"secret {namespace}/{name} set from the site file's reference")
     return changes
+
+
+def _ntfy_secret(ctx: Context) -> list[str]:
+    """The homepage's ntfy settings (its chart reads the optional Secret homepage-ntfy as environment)."""
+    ntfy = ctx.site.alerting.ntfy
+    if ntfy is None or not ctx.site.apps.homepage:
+        return []
+    data = {"HOMELAB_HOMEPAGE_NTFY_URL": ntfy.url, "HOMELAB_HOMEPAGE_NTFY_TOPIC": ntfy.topic}
+    if ntfy.token is not None:
+        try:
+            data["HOMELAB_HOMEPAGE_NTFY_TOKEN"] = ntfy.token.read(ctx.environ or None)
+        except LookupError as exc:
+            raise BootstrapError(f"secret homepage/homepage-ntfy: {exc}") from None
+    if ctx.kube.apply(_secret("homepage", "homepage-ntfy", data)) == "unchanged":
+        return []
+    return ["secret homepage/homepage-ntfy set from the site file's alerting.ntfy"]
 
 
 def _helm(ctx: Context, *args: str) -> str:

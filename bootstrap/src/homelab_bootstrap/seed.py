@@ -89,7 +89,7 @@ class SeedRepo:
     def update(self, source: Path, site: Site, site_text: str) -> bool:
         """Bring the repository up to date with the checkout and site; True when a new commit was made."""
         self._init()
-        for part in ("gitops", "charts"):
+        for part in ("gitops", "charts", "docs"):  # docs/: the alert runbooks the rules link to
             shutil.rmtree(self.work / part, ignore_errors=True)
             if (source / part).is_dir():
                 shutil.copytree(source / part, self.work / part, ignore=_IGNORE)

@@ -325,7 +325,11 @@ spec:
           labels:
             {{- toYaml . | nindent 12 }}
           {{- end }}
-          {{- with $rule.annotations }}
+          {{- $annotations := $rule.annotations | default dict }}
+          {{- with $rule.runbook }}
+          {{- $annotations = merge (dict "runbook_url" (printf "%s/%s.md" $root.Values.global.runbooks .)) $annotations }}
+          {{- end }}
+          {{- with $annotations }}
           annotations:
             {{- toYaml . | nindent 12 }}
           {{- end }}

@@ -17,3 +17,11 @@ INSTALLER_EVENTS = Counter(
 )
 REINSTALLS = Counter("homelab_autoinstall_reinstalls_total", "Reinstall requests accepted")
 WAKES = Counter("homelab_autoinstall_wol_sent_total", "Wake-on-LAN magic packets sent")
+
+# Known label values start at 0: rates, alerts and dashboards then see a series before the first event.
+for _reason in ("unknown-machine", "bad-token", "wrong-state", "source-ip", "unknown-file", "untrusted-source"):
+    REFUSALS.labels(_reason)
+for _result in ("success", "fail", "warn", "none"):
+    INSTALLER_EVENTS.labels(_result)
+for _state in ("pending", "installing", "installed"):
+    MACHINES.labels(_state)

@@ -196,6 +196,32 @@ class Apps(_Strict):
     dns: bool = True
 
 
+class SloObjectives(_Strict):
+    """Service level objectives, in percent: the SLO burn-rate alerts and dashboards (observability/) use them.
+
+    The roadmap's beta target is 70 % availability; a stable site aims at 99.9 % availability and 99.99 % durability.
+    """
+
+    availability: float = Field(default=99.9, gt=0, lt=100)
+    durability: float = Field(default=99.99, gt=0, lt=100)
+
+
+class NtfyAlerts(_Strict):
+    """Alerts to a phone with the ntfy app: Alertmanager → the homepage's ntfy route → this server and topic."""
+
+    #: A self-hosted ntfy, or the public https://ntfy.sh (there the topic name is the password: make it random).
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")] = "https://ntfy.sh"
+    topic: Annotated[str, Field(pattern=r"^[-_A-Za-z0-9]{1,64}$")]
+    #: An access token (tk_...) for a protected topic; never the token itself (file: or env:).
+    token: SecretRef | None = None
+
+
+class Alerting(_Strict):
+    """Where alerts go (without it they are only on the dashboards and in Alertmanager)."""
+
+    ntfy: NtfyAlerts | None = None
+
+
 class Site(_Strict):
     """The whole site file."""
 
@@ -208,6 +234,8 @@ class Site(_Strict):
     apps: Apps = Apps()
     exposure: Exposure = Exposure()
     certificates: Certificates = Certificates()
+    slo: SloObjectives = SloObjectives()
+    alerting: Alerting = Alerting()
 
     @property
     def private_domain(self) -> bool:

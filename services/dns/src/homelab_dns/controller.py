@@ -45,8 +45,12 @@ INVALID = Gauge("homelab_dns_invalid_endpoints", "Endpoints that cannot be publi
 OWNER_MISMATCH = Gauge("homelab_dns_owner_mismatches", "Desired records skipped: the zone's record is not ours")
 CHANGES = Counter("homelab_dns_changes_total", "Records written", ["action"])
 LEADER = Gauge("homelab_dns_is_leader", "1 when this replica may write to a shared provider")
+for _result in ("ok", "error"):  # both start at 0, so the SLO's ratio exists before the first failure
+    SYNCS.labels(_result)
 
 STATES = ("synced", "create", "update", "delete", "retained", "drift", "blocked", "foreign")
+for _state in STATES:  # 0 until the first plan, so the records panel shows a series from the start
+    RECORDS.labels(_state)
 
 
 class Source(Protocol):

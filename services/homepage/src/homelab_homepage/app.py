@@ -18,9 +18,10 @@ from flask import Flask, Response, request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from homelab_common.openapi import Api
-from homelab_common.web import InvalidInput, health, install_observability
+from homelab_common.web import InvalidInput, Unavailable, health, install_observability
 from homelab_homepage.catalog import Catalog, Rendered, Snapshot, tune_malloc
 from homelab_homepage.core import Card, PageModel, filter_groups, matches
+from homelab_homepage.ntfy import Notification, NtfyError, Published, publish, to_ntfy
 from homelab_homepage.probe import HttpProber, ProbeLoop, Prober
 from homelab_homepage.settings import Settings
 from homelab_homepage.staticlist import StaticList
@@ -361,5 +362,27 @@ def _install_routes(app: Flask, homepage: Homepage) -> None:
             by_status=dict(model.counts),
             diagnostics=len(model.diagnostics),
         )
+
+    settings = homepage.settings
+    if settings.ntfy_url is not None:
+        ntfy_url, topic = str(settings.ntfy_url), settings.ntfy_topic
+        token = settings.ntfy_token.get_secret_value() if settings.ntfy_token else None
+
+        @api.post(
+            "/api/v1/alerts/ntfy",
+            summary="Alertmanager webhook: publish the notification to ntfy",
+            body=Notification,
+            responses={200: Published},
+            tags=["alerts"],
+        )
+        def alerts_to_ntfy(body: Notification) -> Published:
+            message = to_ntfy(body, topic)
+            try:
+                publish(ntfy_url, message, token)
+            except NtfyError as exc:
+                log.warning("ntfy publish failed", extra={"error": str(exc), "receiver": body.receiver})
+                raise Unavailable(f"{exc}; Alertmanager will retry") from None
+            log.info("alert published to ntfy", extra={"title": message["title"], "receiver": body.receiver})
+            return Published(topic=topic, title=message["title"], priority=message["priority"])
 
     api.install(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from homelab_common.settings import ServiceSettings
@@ -45,3 +45,10 @@ class Settings(ServiceSettings):
     refresh_seconds: int = Field(default=10, ge=0, le=3600)
     #: Coalesce bursts of cluster changes for this long before rebuilding the page, in seconds.
     rebuild_debounce_seconds: float = Field(default=0.05, ge=0, le=5)
+    #: Alert delivery: the ntfy server (self-hosted or https://ntfy.sh) Alertmanager's webhook is published to;
+    #: unset, the route /api/v1/alerts/ntfy does not exist. Given by the optional Secret homepage-ntfy in the chart.
+    ntfy_url: AnyHttpUrl | None = None
+    #: The ntfy topic (with a public server the topic name is the password: make it long and random).
+    ntfy_topic: str = Field(default="homelab-alerts", pattern=r"^[-_A-Za-z0-9]{1,64}$")
+    #: An ntfy access token (tk_...) for a protected topic; best as a secret file (HOMELAB_HOMEPAGE_NTFY_TOKEN).
+    ntfy_token: SecretStr | None = None

@@ -14,3 +14,13 @@ TFTP_BYTES = Counter("homelab_pxe_tftp_bytes_total", "Bytes sent in completed an
 TFTP_ERRORS = Counter("homelab_pxe_tftp_errors_total", "TFTP requests refused or failed, by reason", ["reason"])
 BOOT_SCRIPTS = Counter("homelab_pxe_boot_scripts_total", "iPXE boot scripts served, by action", ["action"])
 WAKES = Counter("homelab_pxe_wol_sent_total", "Wake-on-LAN magic packets sent")
+
+# Known label values start at 0: rates, alerts and dashboards then see a series before the first event.
+for _port in ("dhcp", "proxy"):
+    DHCP_PACKETS.labels(_port)
+for _result in ("complete", "probe", "failed"):
+    TFTP_TRANSFERS.labels(_result)
+for _action in ("install", "local", "ignore", "retry"):
+    BOOT_SCRIPTS.labels(_action)
+for _reason in ("not-a-request", "not-pxe", "not-for-us", "message-type", "unsupported-arch"):
+    IGNORED.labels(_reason)

@@ -23,12 +23,19 @@ from typing import Any, Literal
 
 import kubernetes.client
 import kubernetes.watch
+from prometheus_client import Gauge
 
 from homelab_common.k8s.backoff import Backoff
 
 __all__ = ["Change", "Informer", "object_key"]
 
 log = logging.getLogger(__name__)
+
+#: Watch freshness, for the KubernetesWatchStale alert: a list succeeds at least every resync period when healthy.
+SYNCED = Gauge("homelab_k8s_informer_synced", "1 once the informer's first list has loaded", ["informer"])
+LAST_LIST = Gauge(
+    "homelab_k8s_informer_last_list_timestamp_seconds", "When the informer last listed successfully", ["informer"]
+)
 
 ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -106,6 +113,7 @@ class Informer:
         self._thread: threading.Thread | None = None
         self._response: Any = None  # the open watch response, so stop() can unblock its read
         self._sanitize: Callable[[Any], Any] = kubernetes.client.ApiClient().sanitize_for_serialization
+        SYNCED.labels(self.name).set(0)
 
     # -- the cache -------------------------------------------------------------------------------------
 
@@ -218,6 +226,8 @@ class Informer:
                     changes.append(Change("MODIFIED", key, item, old))
             self._cache = fresh
         self._synced.set()
+        SYNCED.labels(self.name).set(1)
+        LAST_LIST.labels(self.name).set_to_current_time()
         log.debug("listed", extra={"informer": self.name, "objects": len(fresh), "changes": len(changes)})
         self._notify(changes)
         rv = _metadata(result)

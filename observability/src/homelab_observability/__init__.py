@@ -1,0 +1,1 @@
+"""Observability as code: SLO rules, runbooks and dashboards generated from ``observability/slos.yaml``."""

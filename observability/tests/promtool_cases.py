@@ -1,0 +1,270 @@
+"""promtool unit-test cases: for every alert, input series that make it fire and series that keep it quiet.
+
+Each case is turned into a promtool test group (``promtool test rules``); expected annotations are filled in from
+the rendered rule, so a case states only the series, when to look, and the labels of the alerts expected then
+(none: the alert must stay quiet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Case:
+    alert: str
+    series: dict[str, str]
+    eval_time: str
+    fires: list[dict[str, str]] = field(default_factory=list)
+
+
+def _pair(alert: str, series: str, firing: str, quiet: str, at: str, labels: dict[str, str]) -> list[Case]:
+    return [Case(alert, {series: firing}, at, [labels]), Case(alert, {series: quiet}, at)]
+
+
+def _slo(alert: str, slo: str, service: str, bad: str, good: str) -> list[Case]:
+    """Half the events bad: page and ticket fire; none bad: quiet. Ten minutes of data are enough: a ratio over a
+    window longer than the data is the ratio over the data (and fewer steps keep promtool quick)."""
+    both = [
+        {"slo": slo, "service": service, "severity": "critical"},
+        {"slo": slo, "service": service, "severity": "warning"},
+    ]
+    return [
+        Case(alert, {bad: "0+60x15", good: "0+60x15"}, "10m", both),
+        Case(alert, {bad: "0x15", good: "0+60x15"}, "10m"),
+    ]
+
+
+def _http(service: str, status: str) -> str:
+    return f'homelab_http_requests_total{{service="{service}",route="/api/v1/x",method="GET",status="{status}"}}'
+
+
+CASES: list[Case] = [
+    *_pair(
+        "PxeAutoinstallUnreachable",
+        'homelab_pxe_boot_scripts_total{action="retry",namespace="pxe"}',
+        "0+1x40",
+        "0x40",
+        "30m",
+        {"action": "retry", "namespace": "pxe", "severity": "warning"},
+    ),
+    *_pair(
+        "PxeTftpTransfersFailing",
+        'homelab_pxe_tftp_transfers_total{result="failed",namespace="pxe"}',
+        "0+1x40",
+        "0x40",
+        "30m",
+        {"result": "failed", "namespace": "pxe", "severity": "warning"},
+    ),
+    *_pair(
+        "AutoinstallSeedRequestsRefused",
+        'homelab_autoinstall_seed_refusals_total{reason="bad-token",namespace="autoinstall"}',
+        "0+1x30",
+        "0x30",
+        "20m",
+        {"reason": "bad-token", "namespace": "autoinstall", "severity": "warning"},
+    ),
+    *_pair(
+        "AutoinstallInstallFailed",
+        'homelab_autoinstall_installer_events_total{result="fail",namespace="autoinstall"}',
+        "0x10 1x20",
+        "0x30",
+        "15m",
+        {"result": "fail", "namespace": "autoinstall", "severity": "warning"},
+    ),
+    *_pair(
+        "AutoinstallMachineStuckInstalling",
+        'homelab_autoinstall_machines{state="installing",namespace="autoinstall"}',
+        "1x150",
+        "1x60 0x90",
+        "130m",
+        {"namespace": "autoinstall", "severity": "warning"},
+    ),
+    *_pair(
+        "DnsSyncStale",
+        'homelab_dns_last_successful_sync_timestamp_seconds{namespace="dns"}',
+        "0x30",
+        "0+60x30",
+        "20m",
+        {"namespace": "dns", "severity": "warning"},
+    ),
+    *_pair(
+        "DnsSyncErrors",
+        'homelab_dns_consecutive_sync_errors{namespace="dns"}',
+        "6x30",
+        "0x30",
+        "20m",
+        {"namespace": "dns", "severity": "warning"},
+    ),
+    *_pair(
+        "DnsInvalidEndpoints",
+        'homelab_dns_invalid_endpoints{namespace="dns"}',
+        "1x30",
+        "0x30",
+        "20m",
+        {"namespace": "dns", "severity": "info"},
+    ),
+    *_pair(
+        "DnsOwnerMismatch",
+        'homelab_dns_owner_mismatches{namespace="dns"}',
+        "1x40",
+        "0x40",
+        "40m",
+        {"namespace": "dns", "severity": "info"},
+    ),
+    *_pair(
+        "DnsNoLeader",
+        'homelab_dns_is_leader{namespace="dns"}',
+        "0x30",
+        "1x30",
+        "20m",
+        {"namespace": "dns", "severity": "warning"},
+    ),
+    *_pair(
+        "HomepageAppDown",
+        'homelab_homepage_apps_by_status{status="down",namespace="homepage"}',
+        "1x30",
+        "0x30",
+        "20m",
+        {"status": "down", "namespace": "homepage", "severity": "warning"},
+    ),
+    Case(
+        "HomepageConfigurationMistakes",
+        {'homelab_homepage_diagnostics{kind="bad-url"}': "1x80"},
+        "70m",
+        [{"severity": "info"}],
+    ),
+    Case("HomepageConfigurationMistakes", {'homelab_homepage_diagnostics{kind="unsupported"}': "1x80"}, "70m"),
+    Case(
+        "HomepageWatchStale",
+        {
+            'homelab_k8s_informer_last_list_timestamp_seconds{namespace="homepage",informer="ingresses"}': "0x40",
+            'homelab_k8s_informer_synced{namespace="homepage",informer="ingresses"}': "1x40",
+        },
+        "30m",
+        [{"namespace": "homepage", "informer": "ingresses", "severity": "warning"}],
+    ),
+    Case(
+        "HomepageWatchStale",
+        {
+            'homelab_k8s_informer_last_list_timestamp_seconds{namespace="homepage",informer="ingresses"}': "0+60x40",
+            'homelab_k8s_informer_synced{namespace="homepage",informer="ingresses"}': "1x40",
+        },
+        "30m",
+    ),
+    *_pair(
+        "NodeDown",
+        'up{job="node-exporter",instance="node1"}',
+        "0x10",
+        "1x10",
+        "10m",
+        {"job": "node-exporter", "instance": "node1", "node": "node1", "severity": "critical"},
+    ),
+    Case(
+        "NodeDiskFillingUp",
+        {
+            'node_filesystem_avail_bytes{instance="node1",mountpoint="/",fstype="ext4"}': "20-0.02x480",
+            'node_filesystem_size_bytes{instance="node1",mountpoint="/",fstype="ext4"}': "100x480",
+            'node_filesystem_readonly{instance="node1",mountpoint="/",fstype="ext4"}': "0x480",
+        },
+        "8h",
+        [{"instance": "node1", "node": "node1", "mountpoint": "/", "fstype": "ext4", "severity": "warning"}],
+    ),
+    Case(
+        "NodeDiskFillingUp",
+        {
+            'node_filesystem_avail_bytes{instance="node1",mountpoint="/",fstype="ext4"}': "20x480",
+            'node_filesystem_size_bytes{instance="node1",mountpoint="/",fstype="ext4"}': "100x480",
+            'node_filesystem_readonly{instance="node1",mountpoint="/",fstype="ext4"}': "0x480",
+        },
+        "8h",
+    ),
+    *_pair(
+        "NodeRebootPending",
+        'kured_reboot_required{node="node1"}',
+        "1x1600",
+        "1x600 0x1000",
+        "25h",
+        {"node": "node1", "severity": "warning"},
+    ),
+    *_pair(
+        "CertificateExpiringSoon",
+        'certmanager_certificate_expiration_timestamp_seconds{name="web",namespace="apps"}',
+        "604800x120",
+        "7776000x120",
+        "2h",
+        {"name": "web", "namespace": "apps", "severity": "warning"},
+    ),
+    *_pair(
+        "CertificateNotReady",
+        'certmanager_certificate_ready_status{name="web",namespace="apps",condition="False"}',
+        "1x30",
+        "0x30",
+        "20m",
+        {"name": "web", "namespace": "apps", "severity": "warning"},
+    ),
+    Case(
+        "ArgoAppOutOfSync",
+        {'argocd_app_info{name="gitea",project="default",sync_status="OutOfSync",health_status="Healthy"}': "1x30"},
+        "20m",
+        [{"name": "gitea", "project": "default", "severity": "warning"}],
+    ),
+    Case(
+        "ArgoAppOutOfSync",
+        {'argocd_app_info{name="gitea",project="default",sync_status="Synced",health_status="Healthy"}': "1x30"},
+        "20m",
+    ),
+    Case(
+        "ArgoAppDegraded",
+        {'argocd_app_info{name="gitea",project="default",sync_status="Synced",health_status="Degraded"}': "1x30"},
+        "20m",
+        [{"name": "gitea", "project": "default", "severity": "warning"}],
+    ),
+    Case(
+        "ArgoAppDegraded",
+        {'argocd_app_info{name="gitea",project="default",sync_status="Synced",health_status="Healthy"}': "1x30"},
+        "20m",
+    ),
+    *_slo(
+        "PxeAvailabilityBudgetBurn",
+        "pxe-availability",
+        "pxe",
+        "homelab_pxe_dhcp_errors_total",
+        'homelab_pxe_dhcp_packets_total{port="dhcp"}',
+    ),
+    *_slo(
+        "AutoinstallAvailabilityBudgetBurn",
+        "autoinstall-availability",
+        "autoinstall",
+        _http("autoinstall", "500"),
+        _http("autoinstall", "200"),
+    ),
+    *_slo(
+        "DnsAvailabilityBudgetBurn",
+        "dns-availability",
+        "dns",
+        'homelab_dns_syncs_total{result="error"}',
+        'homelab_dns_syncs_total{result="ok"}',
+    ),
+    *_slo(
+        "HomepageAvailabilityBudgetBurn",
+        "homepage-availability",
+        "homepage",
+        _http("homepage", "500"),
+        _http("homepage", "200"),
+    ),
+    *_slo(
+        "PlatformAvailabilityBudgetBurn",
+        "platform-availability",
+        "traefik",
+        'traefik_service_requests_total{code="502",service="gitea"}',
+        'traefik_service_requests_total{code="200",service="gitea"}',
+    ),
+    # a slow burn (0.4 % bad against a 0.1 % budget: 4x) opens a ticket without paging
+    Case(
+        "DnsAvailabilityBudgetBurn",
+        {'homelab_dns_syncs_total{result="error"}': "0+4x90", 'homelab_dns_syncs_total{result="ok"}': "0+996x90"},
+        "80m",
+        [{"slo": "dns-availability", "service": "dns", "severity": "warning"}],
+    ),
+]

@@ -1,0 +1,346 @@
+"""A real monitoring stack on loopback for the tests: our four services as their console scripts, Prometheus
+(Debian's) scraping them with a config generated from the charts' ServiceMonitors and loading the rendered rules.
+
+Ports come from ``free_port`` and every file lives in the test's temporary directory, so concurrent runs do not
+collide. Homepage watches a Kubernetes API emulator (homelab_common.k8s.testing) through a kubeconfig, as it
+would a cluster; dns syncs static records to an RFC 2136 server that never answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chart_harness import REPO, Document, render_chart
+from homelab_common.testing import free_port
+
+SERVICES = ("pxe", "autoinstall", "dns", "homepage")
+#: The charts scrape every 30 s; the test scrapes and evaluates every second so it waits seconds, not minutes.
+INTERVAL = "1s"
+SITE = """\
+domain: home.arpa
+lan: {subnet: 127.0.0.0/8, gateway: 127.0.0.1, dns: [127.0.0.1]}
+ssh_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvQbX4ToAXJ0iBGsKJMoQuL8B7z4U4r5v0f7p1Bf7Qh test"]
+machines:
+  - {name: node1, mac: "52:54:00:00:00:01", ip: 127.0.0.11}
+"""
+
+
+def get_json(url: str, timeout: float = 10) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def wait_until(what: str, check: Any, timeout: float = 90, procs: list[subprocess.Popen[str]] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs or []:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args} exited while waiting for {what}")
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _exe(name: str) -> str:
+    return shutil.which(name, path=str(Path(sys.executable).parent)) or name
+
+
+class Recorder:
+    """An HTTP server on loopback that records each POSTed JSON body (stands in for ntfy)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                outer.bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    ntfy: Recorder
+    ports: dict[str, int] = field(default_factory=dict)
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    prometheus_port: int = 0
+    alertmanager_port: int = 0
+    started: float = 0.0
+
+    @property
+    def alertmanager(self) -> str:
+        return f"http://127.0.0.1:{self.alertmanager_port}"
+
+    @property
+    def prometheus(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        body = get_json(f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def query_range(self, expr: str, start: float, end: float, step: str = "1s") -> list[dict[str, Any]]:
+        params = {"query": expr, "start": start, "end": end, "step": step}
+        body = get_json(f"{self.prometheus}/api/v1/query_range?" + urllib.parse.urlencode(params))
+        return list(body["data"]["result"])
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        with (self.tmp / f"{name}.log").open("w") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        self.procs.append(proc)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _env(tmp: Path, port: int, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB_")}
+    env.update(HOMELAB_SECRETS_DIR=str(tmp / "no-secrets"), HOMELAB_HTTP_BIND=f"127.0.0.1:{port}", **settings)
+    return env
+
+
+def _kubeconfig(tmp: Path, url: str) -> Path:
+    path = tmp / "kubeconfig"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": url}}],
+        "users": [{"name": "test", "user": {"token": "test"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+        "current-context": "test",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_services(stack: Stack, kube_url: str) -> None:
+    tmp = stack.tmp
+    stack.ports = {name: free_port() for name in SERVICES}
+    (tmp / "site.yaml").write_text(SITE)
+    (tmp / "state").mkdir()
+    stack.start(
+        "autoinstall",
+        [_exe("homelab-autoinstall")],
+        _env(
+            tmp,
+            stack.ports["autoinstall"],
+            HOMELAB_AUTOINSTALL_SITE_FILE=str(tmp / "site.yaml"),
+            HOMELAB_AUTOINSTALL_STATE_DIR=str(tmp / "state"),
+            HOMELAB_AUTOINSTALL_PUBLIC_URL=stack.url("autoinstall"),
+        ),
+    )
+    (tmp / "tftp").mkdir()
+    stack.start(
+        "pxe",
+        [_exe("homelab-pxe")],
+        _env(
+            tmp,
+            stack.ports["pxe"],
+            HOMELAB_PXE_INTERFACE="lo",
+            HOMELAB_PXE_SERVER_IP="127.0.0.1",
+            HOMELAB_PXE_HTTP_PORT=str(stack.ports["pxe"]),
+            HOMELAB_PXE_BIND_ADDRESS="127.0.0.1",
+            HOMELAB_PXE_DHCP_PORT=str(free_port()),
+            HOMELAB_PXE_PROXY_PORT=str(free_port()),
+            HOMELAB_PXE_TFTP_PORT=str(free_port()),
+            HOMELAB_PXE_REPLY_ADDRESS="127.0.0.1",
+            HOMELAB_PXE_TFTP_ROOT=str(tmp / "tftp"),
+            HOMELAB_PXE_ASSETS_DIR=str(tmp),
+            HOMELAB_PXE_AUTOINSTALL_URL=stack.url("autoinstall"),
+        ),
+    )
+    records = [{"name": "router.home.arpa", "type": "A", "targets": ["192.168.1.1"]}]
+    stack.start(
+        "dns",
+        [_exe("homelab-dns")],
+        _env(
+            tmp,
+            stack.ports["dns"],
+            HOMELAB_DNS_OWNER_ID="homelab",
+            HOMELAB_DNS_POLICY="sync",
+            HOMELAB_DNS_DOMAIN_FILTER='["home.arpa"]',
+            HOMELAB_DNS_KUBERNETES="false",
+            HOMELAB_DNS_STATIC_RECORDS=json.dumps(records),
+            # an RFC 2136 server that does not answer: every sync fails, so the dns SLO burns its budget and its
+            # page alert really fires (what the Alertmanager test and the burn-rate plot use)
+            HOMELAB_DNS_PROVIDER="rfc2136",
+            HOMELAB_DNS_RFC2136_SERVER="127.0.0.1",
+            HOMELAB_DNS_RFC2136_PORT=str(free_port()),
+            HOMELAB_DNS_RFC2136_ZONE="home.arpa",
+            HOMELAB_DNS_RFC2136_TIMEOUT="1",
+            HOMELAB_DNS_TSIG_KEY_NAME="homelab",
+            HOMELAB_DNS_TSIG_SECRET="c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0",
+            HOMELAB_DNS_BACKOFF_MAX_SECONDS="2",
+        ),
+    )
+    # one app that is up (autoinstall's /healthz) and one entry with a mistake (a diagnostic)
+    static = [{"Infra": [{"Installer": {"href": f"{stack.url('autoinstall')}/healthz"}}, "not a service"]}]
+    (tmp / "services.yaml").write_text(yaml.safe_dump(static))
+    stack.start(
+        "homepage",
+        [_exe("homelab-homepage")],
+        _env(
+            tmp,
+            stack.ports["homepage"],
+            HOMELAB_HOMEPAGE_KUBECONFIG=str(_kubeconfig(tmp, kube_url)),
+            HOMELAB_HOMEPAGE_STATIC_APPS_FILE=str(tmp / "services.yaml"),
+            HOMELAB_HOMEPAGE_PROBE_INTERVAL_SECONDS="1",
+            HOMELAB_HOMEPAGE_NTFY_URL=stack.ntfy.url,
+            HOMELAB_HOMEPAGE_NTFY_TOPIC="homelab-test",
+        ),
+    )
+    for name in SERVICES:
+        wait_until(f"{name} /healthz", lambda n=name: http_status(f"{stack.url(n)}/healthz") == 200, procs=stack.procs)
+
+
+def service_monitors() -> list[Document]:
+    """The ServiceMonitors our charts ship (default values), one per service chart."""
+    docs = [d for s in SERVICES for d in render_chart(REPO / "charts" / s, namespace=s)]
+    return [d for d in docs if d.kind == "ServiceMonitor"]
+
+
+def scrape_configs(monitors: list[Document], ports: dict[str, int]) -> list[dict[str, Any]]:
+    """What prometheus-operator makes of each ServiceMonitor endpoint, pointed at the service started here.
+
+    The operator's target labels are kept (job = the Service, namespace, service, endpoint, pod, container), so
+    the rules see the labels they see in the cluster: the app's own ``service`` label becomes ``exported_service``.
+    """
+    configs = []
+    for monitor in monitors:
+        chart = monitor.chart
+        for endpoint in monitor.body["spec"]["endpoints"]:
+            labels = {
+                "job": chart,
+                "namespace": chart,
+                "service": chart,
+                "endpoint": endpoint["port"],
+                "pod": f"{chart}-0",
+                "container": "main",
+            }
+            configs.append(
+                {
+                    "job_name": f"serviceMonitor/{chart}/{monitor.name}/{endpoint['port']}",
+                    "scrape_interval": INTERVAL,
+                    "metrics_path": endpoint.get("path", "/metrics"),
+                    "static_configs": [{"targets": [f"127.0.0.1:{ports[chart]}"], "labels": labels}],
+                }
+            )
+    return configs
+
+
+def alertmanager_config(webhook: str) -> dict[str, Any]:
+    """The monitoring app's Alertmanager config, its receivers pointed at ``webhook`` and its waits shortened."""
+    values = yaml.safe_load((REPO / "gitops" / "platform" / "monitoring" / "values.yaml").read_text())
+    config: dict[str, Any] = values["kube-prometheus-stack"]["alertmanager"]["config"]
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            assert hook["url"] == "http://homepage.homepage.svc/api/v1/alerts/ntfy", hook
+            hook["url"] = webhook
+    config["route"].update(group_wait="1s", group_interval="1s")
+    return config
+
+
+def start_alertmanager(stack: Stack) -> None:
+    stack.alertmanager_port = free_port()
+    path = stack.tmp / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(alertmanager_config(f"{stack.url('homepage')}/api/v1/alerts/ntfy")))
+    stack.start(
+        "alertmanager",
+        [
+            "prometheus-alertmanager",
+            f"--config.file={path}",
+            f"--storage.path={stack.tmp / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{stack.alertmanager_port}",
+            "--cluster.listen-address=",
+        ],
+        dict(os.environ),
+    )
+    wait_until("alertmanager ready", lambda: http_status(f"{stack.alertmanager}/-/ready") == 200, procs=stack.procs)
+
+
+def start_prometheus(stack: Stack, rule_files: list[Path], alertmanager: str | None = None) -> None:
+    stack.prometheus_port = free_port()
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": scrape_configs(service_monitors(), stack.ports),
+    }
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    (stack.tmp / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    stack.start(
+        "prometheus",
+        [
+            "prometheus",
+            f"--config.file={stack.tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={stack.tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{stack.prometheus_port}",
+        ],
+        dict(os.environ),
+    )
+    wait_until("prometheus ready", lambda: http_status(f"{stack.prometheus}/-/ready") == 200, procs=stack.procs)
+
+
+@contextmanager
+def running(tmp: Path, kube_url: str, rule_files: list[Path]) -> Iterator[Stack]:
+    """Services, Alertmanager (delivering through the homepage's ntfy route to a recorder), then Prometheus."""
+    stack = Stack(tmp, Recorder())
+    with ExitStack() as cleanup:
+        cleanup.callback(stack.ntfy.close)
+        cleanup.callback(stack.stop)
+        start_services(stack, kube_url)
+        start_alertmanager(stack)
+        stack.started = time.time()
+        start_prometheus(stack, rule_files, f"127.0.0.1:{stack.alertmanager_port}")
+        yield stack

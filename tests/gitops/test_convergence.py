@@ -40,6 +40,8 @@ ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "gitea": ("gitea.config",),
     # Loki's own config file: limits_config is rendered with toYaml into loki.yaml
     "loki": ("loki.limits_config",),
+    # Alertmanager's own configuration file (route, receivers, inhibit_rules), rendered with toYaml into its Secret
+    "monitoring": ("alertmanager.config",),
     # the Woodpecker server's environment, one variable per key
     "woodpecker": ("server.env",),
 }

@@ -23,9 +23,9 @@ from flask.testing import FlaskClient
 from homelab_autoinstall.api import create_app
 from homelab_autoinstall.service import Provisioner, wol_target
 from homelab_autoinstall.settings import Settings
-from homelab_autoinstall.trust import is_trusted
 from homelab_common.logs import JsonFormatter
 from homelab_common.site import Site, SiteError
+from homelab_common.trust import is_trusted
 
 NODE1 = "52:54:00:12:34:56"
 NODE3 = "52:54:00:12:34:58"

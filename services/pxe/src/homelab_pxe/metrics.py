@@ -14,3 +14,4 @@ TFTP_BYTES = Counter("homelab_pxe_tftp_bytes_total", "Bytes sent in completed an
 TFTP_ERRORS = Counter("homelab_pxe_tftp_errors_total", "TFTP requests refused or failed, by reason", ["reason"])
 BOOT_SCRIPTS = Counter("homelab_pxe_boot_scripts_total", "iPXE boot scripts served, by action", ["action"])
 WAKES = Counter("homelab_pxe_wol_sent_total", "Wake-on-LAN magic packets sent")
+WAKES_REFUSED = Counter("homelab_pxe_wol_refused_total", "Wake-on-LAN requests refused: not from a trusted source")

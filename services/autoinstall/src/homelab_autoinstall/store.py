@@ -110,6 +110,8 @@ class Store:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             if version == 1:
                 db.executescript("BEGIN IMMEDIATE;" + MIGRATE_1_TO_2 + "COMMIT;")
+                db.execute("VACUUM")  # the dropped hashes and token must not linger in free pages
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.executescript(SCHEMA)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:

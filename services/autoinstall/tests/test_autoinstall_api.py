@@ -21,12 +21,16 @@ from autoinstall_site import site_data
 from flask import Flask
 from flask.testing import FlaskClient
 
+from homelab_autoinstall.alarms import alarm_sinks
 from homelab_autoinstall.api import create_app
 from homelab_autoinstall.service import wol_target
 from homelab_autoinstall.settings import Settings
+from homelab_common.k8s.testing import KubeEmulator, kube
 from homelab_common.logs import JsonFormatter
 from homelab_common.site import Site, SiteError
 from homelab_common.trust import is_trusted
+
+__all__ = ["kube"]
 
 NODE1 = "52:54:00:12:34:56"
 NODE3 = "52:54:00:12:34:58"
@@ -554,3 +558,30 @@ def test_wake_that_cannot_be_sent_is_a_503(app: Flask, monkeypatch: pytest.Monke
 
 def test_wake_goes_to_the_lans_directed_broadcast_by_default(site: Site) -> None:
     assert wol_target(site) == "10.77.0.255"
+
+
+def test_alarm_is_a_kubernetes_event_on_the_pod_in_cluster(settings: Settings, kube: KubeEmulator) -> None:
+    in_cluster = settings.model_copy(update={"events_namespace": "provisioning", "pod_name": "autoinstall-0"})
+    app = create_app(in_cluster, kube_client=kube.api_client())
+    client = app.test_client()
+    seed = seed_path(client, NODE1)
+    assert client.get(seed + "user-data", environ_base={"REMOTE_ADDR": "10.77.0.11"}).status_code == 200
+    assert client.get(seed + "user-data", environ_base={"REMOTE_ADDR": "10.77.0.99"}).status_code == 403
+    (event,) = kube.objects("events.k8s.io/v1/events", namespace="provisioning").values()
+    assert event["type"] == "Warning"
+    assert event["reason"] == "SeedFetchedTwice"
+    assert event["note"] == "seed for node1 fetched twice, from 10.77.0.11 and 10.77.0.99"
+    assert event["regarding"]["kind"] == "Pod"
+    assert event["regarding"]["name"] == "autoinstall-0"
+    assert alarm_sinks(settings) == []  # outside a cluster: logs, metrics and API events only
+
+
+def test_an_alarm_sink_that_fails_does_not_turn_the_refusal_into_an_error(app: Flask) -> None:
+    def broken(machine: object, message: str) -> None:
+        raise RuntimeError("API server down")
+
+    app.extensions["autoinstall"].alarm_sinks = [broken]
+    client = app.test_client()
+    seed = seed_path(client, NODE1)
+    assert client.get(seed + "user-data").status_code == 200
+    assert client.get(seed + "user-data").status_code == 403

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import kubernetes.client
 from flask import Flask, Response, current_app, request
 from pydantic import AfterValidator, BaseModel, Field, model_serializer
 from werkzeug.routing import PathConverter
@@ -278,7 +279,7 @@ def _refusing(call: Callable[[], T]) -> T:
         raise Unauthorized("refused") from None
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, kube_client: kubernetes.client.ApiClient | None = None) -> Flask:
     settings = settings or load_settings(Settings)
     app = Flask("homelab_autoinstall")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -289,7 +290,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     store = Store(settings.state_file)
     app.extensions["autoinstall"] = Provisioner(
-        inventory, store, options, check_source_ip=settings.check_source_ip, alarm_sinks=alarm_sinks(settings)
+        inventory,
+        store,
+        options,
+        check_source_ip=settings.check_source_ip,
+        alarm_sinks=alarm_sinks(settings, kube_client),
     )
     build_api().install(app)
 

@@ -259,9 +259,14 @@ def run_metal(opts: Options, site: Site) -> None:
     procs = start_boot_services(opts, site)
     try:
         wait_autoinstall(opts.autoinstall_url)
+        states = machine_states(opts.autoinstall_url)
         for machine in site.machines:
+            if states.get(machine.mac) == "installed":
+                continue  # its disk boots; arming an installed machine is refused (reinstall is a decision)
+            # Arm just before waking: only now does pxe hand this machine a seed URL, usable for one fetch.
+            _json(f"{opts.autoinstall_url.rstrip('/')}/api/v1/machines/{machine.mac}/arm", "POST")
             _json(f"{opts.autoinstall_url.rstrip('/')}/api/v1/machines/{machine.mac}/wake", "POST")
-            opts.say(f"metal: woke {machine.name} ({machine.mac})")
+            opts.say(f"metal: armed and woke {machine.name} ({machine.mac})")
         wait_installed(opts.autoinstall_url, site, opts.say, opts.install_timeout)
     finally:
         for proc in procs:
@@ -285,8 +290,9 @@ def run_lab(opts: Options, site: Site) -> None:
     opts.say(f"metal: virtual lab up (boot server {virtual.bootserver_ip}, accelerator {lab.accelerator()})")
     machines = [virtual.machine(m.name) for m in site.machines]
     for machine, vm in zip(site.machines, machines, strict=True):
+        virtual.arm(machine.name)
         vm.start()
-        opts.say(f"metal: started VM {machine.name} ({machine.mac})")
+        opts.say(f"metal: armed and started VM {machine.name} ({machine.mac})")
     for machine, vm in zip(site.machines, machines, strict=True):
         marker = vm.wait_for(lab.INSTALLED_MARKER, lab.FAILED_MARKER, timeout=opts.install_timeout)
         if marker != lab.INSTALLED_MARKER:

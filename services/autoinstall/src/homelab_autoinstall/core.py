@@ -48,10 +48,17 @@ class NotArmable(Exception):
 
 
 def boot_action(state: State, armed: bool) -> Literal["install", "local", "wait"]:
-    """What PXE should do: install inside an armed window, boot the disk once installed, else wait to be armed."""
+    """What PXE should do: install inside an armed window, boot the disk once installed, else wait to be armed.
+
+    A machine PXE-booting while installing gets its seed URL again, though its user-data will be refused: if
+    someone else made the first fetch, the machine's own fetch is what raises the alarm (and its install fails
+    loudly instead of waiting silently); if its installer restarted, a second fetch is worth a look too.
+    """
     if state is State.INSTALLED:
         return "local"
-    return "install" if state is State.PENDING and armed else "wait"
+    if state is State.INSTALLING:
+        return "install"
+    return "install" if armed else "wait"
 
 
 def after_arm(state: State) -> State:

@@ -172,7 +172,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ),
         up.Stage(
             "cluster",
-            lambda: "bring-your-own cluster (--kubeconfig)" if byo else up.cluster_done(opts),
+            lambda: "bring-your-own cluster (--kubeconfig)" if byo else up.cluster_done(opts, site),
             lambda: up.run_cluster(opts, site),
         ),
         # never skipped: each step is a no-op when done, and a changed site file must still reach the repository
@@ -186,7 +186,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     with server, opts.cleanup:
         try:
             up.run_stages(stages, print, state / "up-timings.json")
-        except (job.BootstrapError, up.PreflightError, RuntimeError, SiteError, KubeConfigError) as exc:
+        except (
+            job.BootstrapError,
+            up.PreflightError,
+            RuntimeError,
+            SiteError,
+            KubeConfigError,
+        ) as exc:
             print(f"up: {exc}", file=sys.stderr)
             return 1
         except ApiException as exc:

@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.client.exceptions import ApiException
 
-from homelab_bootstrap import gitops, job
+from homelab_bootstrap import gitops, job, join
+from homelab_common.k8s.client import load_client
+from homelab_common.k8s.errors import KubeConfigError
 from homelab_common.site import Site, SiteError, load_site
 
 API_PORT = 6443
@@ -303,11 +306,20 @@ def run_lab(opts: Options, site: Site) -> None:
 # ------------------------------------------------------------------------------------------------ cluster
 
 
-def cluster_done(opts: Options) -> str | None:
+def cluster_done(opts: Options, site: Site | None = None) -> str | None:
+    """Done when the kubeconfig reaches the API and (given the site) the nodes are exactly the inventory's."""
     path = kubeconfig_path(opts)
     if path.is_file():
         host, port = api_endpoint(path)
         if tcp_open(host, port):
+            if site is not None:
+                try:
+                    nodes = join.node_names(load_client(str(path)))
+                except (ApiException, OSError, KubeConfigError):
+                    return None
+                if join.node_problems(site, nodes) != ([], []):
+                    return None
+                return f"kubeconfig {path} reaches the API at {host}:{port}, every machine is a node"
             return f"kubeconfig {path} reaches the API at {host}:{port}"
     return None
 
@@ -318,6 +330,8 @@ def rewrite_kubeconfig(text: str, address: str) -> str:
 
 
 def run_cluster(opts: Options, site: Site, timeout: float = 1800.0) -> None:
+    """Fetch the kubeconfig from the first server, give the other machines their join credentials over SSH
+    (homelab_bootstrap.join), and wait until the cluster's nodes are exactly the inventory's."""
     address = api_address(site)
     deadline = time.monotonic() + timeout
     while not tcp_open(address, API_PORT):
@@ -326,22 +340,23 @@ def run_cluster(opts: Options, site: Site, timeout: float = 1800.0) -> None:
         time.sleep(5)
     first = site.first_server
     assert first is not None
-    command = ["ssh", "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15"]
-    command += [f"{opts.ssh_user}@{first.ip}", "sudo", "cat", "/etc/rancher/k3s/k3s.yaml"]
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=90)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(
-            f"fetching the kubeconfig from {first.name} ({first.ip}) over SSH took over 90s: check that the machine "
-            f"is up and that your SSH key (site.yaml ssh_keys) is loaded (ssh-add -l)"
-        ) from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"fetching the kubeconfig from {first.name} over SSH failed: {proc.stderr.strip()}")
+    ssh = join.Ssh(opts.ssh_user)
+    kubeconfig = ssh.run(first, ["sudo", "cat", "/etc/rancher/k3s/k3s.yaml"])
     path = kubeconfig_path(opts)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(rewrite_kubeconfig(proc.stdout, address))
+        handle.write(rewrite_kubeconfig(kubeconfig, address))
+    api = load_client(str(path))
+    joined = join.node_names(api)
+    for machine in site.machines:
+        if machine.name not in joined:
+            while not ssh_answers(str(machine.ip)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{machine.name} ({machine.ip}) does not answer on SSH after {timeout:.0f}s")
+                time.sleep(5)
+    join.join_nodes(site, ssh, joined, opts.say)
+    join.wait_for_nodes(api, site, opts.say, max(deadline - time.monotonic(), 60.0))
 
 
 # ------------------------------------------------------------------------------------------- the stages

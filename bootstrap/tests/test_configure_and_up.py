@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -405,10 +406,14 @@ def test_metal_stage_follows_the_real_autoinstall_service_until_every_machine_is
 
         def install_all() -> None:
             for machine in site.machines:
+                up._json(f"{url}/api/v1/machines/{machine.mac}/arm", "POST")  # as run_metal does before waking
                 with urllib.request.urlopen(f"{url}/api/v1/boot/{machine.mac}") as reply:
                     seed = json.loads(reply.read())["seed_url"]
-                urllib.request.urlopen(seed + "user-data").read()
-                urllib.request.urlopen(urllib.request.Request(seed + "installed", data=b"", method="POST")).read()
+                user_data = urllib.request.urlopen(seed + "user-data").read().decode()
+                nonce = re.search(r"nonce=[A-Za-z0-9_-]+", user_data)
+                assert nonce is not None
+                report = urllib.request.Request(seed + "installed", data=nonce.group(0).encode(), method="POST")
+                urllib.request.urlopen(report).read()
 
         installer = threading.Thread(target=install_all)
         lines: list[str] = []

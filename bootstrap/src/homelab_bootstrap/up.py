@@ -266,6 +266,10 @@ def run_metal(opts: Options, site: Site) -> None:
         for machine in site.machines:
             if states.get(machine.mac) == "installed":
                 continue  # its disk boots; arming an installed machine is refused (reinstall is a decision)
+            if states.get(machine.mac) == "installing":
+                # re-arming would cut off an install in progress; a stuck one is armed again by hand
+                opts.say(f"metal: {machine.name} is installing already (POST .../{machine.mac}/arm if it is stuck)")
+                continue
             # Arm just before waking: only now does pxe hand this machine a seed URL, usable for one fetch.
             _json(f"{opts.autoinstall_url.rstrip('/')}/api/v1/machines/{machine.mac}/arm", "POST")
             _json(f"{opts.autoinstall_url.rstrip('/')}/api/v1/machines/{machine.mac}/wake", "POST")

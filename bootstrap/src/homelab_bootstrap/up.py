@@ -255,6 +255,23 @@ def wait_installed(url: str, site: Site, say: Callable[[str], None], timeout: fl
         time.sleep(poll)
 
 
+def arm_and_wake(url: str, site: Site, say: Callable[[str], None]) -> None:
+    """Arm each machine's install window just before waking it: only now does pxe hand it a seed URL, usable for
+    one user-data fetch (services/autoinstall/README.md, threat model)."""
+    base = url.rstrip("/")
+    states = machine_states(url)
+    for machine in site.machines:
+        if states.get(machine.mac) == "installed":
+            continue  # its disk boots; arming an installed machine is refused (reinstall is a decision)
+        if states.get(machine.mac) == "installing":
+            # re-arming would cut off an install in progress; a stuck one is armed again by hand
+            say(f"metal: {machine.name} is installing already (POST {base}/api/v1/machines/{machine.mac}/arm if stuck)")
+            continue
+        _json(f"{base}/api/v1/machines/{machine.mac}/arm", "POST")
+        _json(f"{base}/api/v1/machines/{machine.mac}/wake", "POST")
+        say(f"metal: armed and woke {machine.name} ({machine.mac})")
+
+
 def run_metal(opts: Options, site: Site) -> None:
     if opts.lab:
         run_lab(opts, site)
@@ -262,18 +279,7 @@ def run_metal(opts: Options, site: Site) -> None:
     procs = start_boot_services(opts, site)
     try:
         wait_autoinstall(opts.autoinstall_url)
-        states = machine_states(opts.autoinstall_url)
-        for machine in site.machines:
-            if states.get(machine.mac) == "installed":
-                continue  # its disk boots; arming an installed machine is refused (reinstall is a decision)
-            if states.get(machine.mac) == "installing":
-                # re-arming would cut off an install in progress; a stuck one is armed again by hand
-                opts.say(f"metal: {machine.name} is installing already (POST .../{machine.mac}/arm if it is stuck)")
-                continue
-            # Arm just before waking: only now does pxe hand this machine a seed URL, usable for one fetch.
-            _json(f"{opts.autoinstall_url.rstrip('/')}/api/v1/machines/{machine.mac}/arm", "POST")
-            _json(f"{opts.autoinstall_url.rstrip('/')}/api/v1/machines/{machine.mac}/wake", "POST")
-            opts.say(f"metal: armed and woke {machine.name} ({machine.mac})")
+        arm_and_wake(opts.autoinstall_url, site, opts.say)
         wait_installed(opts.autoinstall_url, site, opts.say, opts.install_timeout)
     finally:
         for proc in procs:

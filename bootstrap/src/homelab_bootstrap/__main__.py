@@ -186,13 +186,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     with server, opts.cleanup:
         try:
             up.run_stages(stages, print, state / "up-timings.json")
-        except (
-            job.BootstrapError,
-            up.PreflightError,
-            RuntimeError,
-            SiteError,
-            KubeConfigError,
-        ) as exc:
+        except (job.BootstrapError, up.PreflightError, RuntimeError, SiteError, KubeConfigError) as exc:
             print(f"up: {exc}", file=sys.stderr)
             return 1
         except ApiException as exc:

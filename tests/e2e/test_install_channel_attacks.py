@@ -174,7 +174,7 @@ def assert_no_long_lived_secret(text: str) -> None:
     assert "K10" not in text
 
 
-def test_attack_winning_the_first_user_data_fetch_fails_the_install_loudly(attack: Attack) -> None:
+def test_attack_racing_for_user_data_makes_the_second_fetch_an_alarm_and_fails_the_install(attack: Attack) -> None:
     """The attacker races the real machine for its one-shot user-data and wins: the machine's own fetch is refused,
     its install fails, and an alarm names both addresses; neither party can then report it installed."""
     name = "victim1"

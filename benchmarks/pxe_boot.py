@@ -83,6 +83,7 @@ def boot(vm: VirtualMachine, lab: VirtualLab, timeout: float = 180.0) -> tuple[f
     """(QEMU start → script fetched, first DHCPDISCOVER → GET /boot.ipxe), seconds, from factory state."""
     marker = f"homelab: installing {vm.spec.name}"
     vm.reset()
+    lab.arm(vm.spec.name)  # as `task up` does before waking it: otherwise the machine is told to wait
     watch = TapWatch(lab.network.lan_ns, vm.tap)
     vm.start()
     try:

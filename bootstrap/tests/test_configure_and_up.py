@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -397,28 +398,48 @@ def test_metal_stage_follows_the_real_autoinstall_service_until_every_machine_is
     opts = _opts(tmp_path, REPO / "site.example.yaml")
     site = load_site(REPO / "site.example.yaml")
     env = up.boot_service_env(opts, site, "127.0.0.1")["autoinstall"]
-    env |= {"HOMELAB_HTTP_BIND": f"127.0.0.1:{port}", "HOMELAB_AUTOINSTALL_PUBLIC_URL": url}
+    wol = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    wol.bind(("127.0.0.1", 0))
+    wol.settimeout(30)
+    env |= {
+        "HOMELAB_HTTP_BIND": f"127.0.0.1:{port}",
+        "HOMELAB_AUTOINSTALL_PUBLIC_URL": url,
+        "HOMELAB_AUTOINSTALL_WOL_BROADCAST": "127.0.0.1",
+        "HOMELAB_AUTOINSTALL_WOL_PORT": str(wol.getsockname()[1]),
+    }
     (tmp_path / "state" / "autoinstall").mkdir(parents=True)
     log = (tmp_path / "autoinstall.log").open("wb")
     proc = subprocess.Popen([str(script)], env={**os.environ, **env}, stdout=log, stderr=log)
     try:
         up.wait_autoinstall(url, timeout=60)
         assert set(up.machine_states(url).values()) == {"pending"}
+        said: list[str] = []
+        up.arm_and_wake(url, site, said.append)
+        assert said == [f"metal: armed and woke {m.name} ({m.mac})" for m in site.machines]
+        woken = [wol.recv(200)[6:12] for _ in site.machines]  # a magic packet repeats the MAC after 6 x ff
+        assert woken == [bytes.fromhex(m.mac.replace(":", "")) for m in site.machines]
 
         def install_all() -> None:
             for machine in site.machines:
                 with urllib.request.urlopen(f"{url}/api/v1/boot/{machine.mac}") as reply:
                     seed = json.loads(reply.read())["seed_url"]
-                urllib.request.urlopen(seed + "user-data").read()
-                urllib.request.urlopen(urllib.request.Request(seed + "installed", data=b"", method="POST")).read()
+                user_data = urllib.request.urlopen(seed + "user-data").read().decode()
+                nonce = re.search(r"nonce=[A-Za-z0-9_-]+", user_data)
+                assert nonce is not None
+                report = urllib.request.Request(seed + "installed", data=nonce.group(0).encode(), method="POST")
+                urllib.request.urlopen(report).read()
 
         installer = threading.Thread(target=install_all)
         lines: list[str] = []
         installer.start()
         up.wait_installed(url, site, lines.append, timeout=120, poll=0.2)
         installer.join(timeout=60)
+        said.clear()
+        up.arm_and_wake(url, site, said.append)  # a rerun: installed machines are neither armed nor woken
+        assert said == []
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+        wol.close()
     assert lines[-1] == "metal: node1 installed, node2 installed, node3 installed"

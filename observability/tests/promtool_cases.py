@@ -73,6 +73,14 @@ CASES: list[Case] = [
         {"result": "fail", "namespace": "autoinstall", "severity": "warning"},
     ),
     *_pair(
+        "AutoinstallSeedFetchedTwice",
+        'homelab_autoinstall_seed_alarms_total{namespace="autoinstall"}',
+        "0x10 1x20",
+        "0x30",
+        "15m",
+        {"namespace": "autoinstall", "severity": "critical"},
+    ),
+    *_pair(
         "AutoinstallMachineStuckInstalling",
         'homelab_autoinstall_machines{state="installing",namespace="autoinstall"}',
         "1x150",

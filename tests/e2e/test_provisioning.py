@@ -64,8 +64,10 @@ def boot_scripts_served(lab: VirtualLab) -> dict[str, float]:
 
 
 def install(lab: VirtualLab, name: str) -> VirtualMachine:
-    """Power ``name`` on and wait for the installer's verdict, then for autoinstall to say installed."""
+    """Arm ``name``'s install window, power it on and wait for the installer's verdict, then for autoinstall to say
+    installed."""
     vm = lab.machine(name)
+    lab.arm(name)
     vm.start()
     marker = vm.wait_for(INSTALLED_MARKER, FAILED_MARKER, timeout=INSTALL_TIMEOUT)
     assert marker == INSTALLED_MARKER, vm.serial()[-3000:]

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from homelab_common.testing import free_port
+
 from .conftest import write_site
 
 BOOTSTRAP = Path(sys.executable).parent / "homelab-bootstrap"
@@ -20,7 +22,8 @@ def test_up_in_the_virtual_lab_installs_every_machine_and_says_where_it_stops(tm
     state = tmp_path / "state"
     before = lab_namespaces()
     proc = subprocess.run(
-        [str(BOOTSTRAP), "up", "--lab", "--site", str(site), "--state", str(state)],
+        # a free git port: another `up` may be serving the default 8418 on this machine
+        [str(BOOTSTRAP), "up", "--lab", "--site", str(site), "--state", str(state), "--git-port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=900,
@@ -29,6 +32,7 @@ def test_up_in_the_virtual_lab_installs_every_machine_and_says_where_it_stops(tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert "[1/1] metal: starting" in lines
+    assert "metal: armed and started VM lab1 (52:54:00:77:10:01)" in lines
     assert "metal: lab1 installed" in lines
     assert "metal: lab2 installed" in lines
     assert any(line.startswith("[1/1] metal: done in ") for line in lines)

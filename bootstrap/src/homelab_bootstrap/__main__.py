@@ -172,7 +172,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ),
         up.Stage(
             "cluster",
-            lambda: "bring-your-own cluster (--kubeconfig)" if byo else up.cluster_done(opts),
+            lambda: "bring-your-own cluster (--kubeconfig)" if byo else up.cluster_done(opts, site),
             lambda: up.run_cluster(opts, site),
         ),
         # never skipped: each step is a no-op when done, and a changed site file must still reach the repository

@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.client.exceptions import ApiException
 
-from homelab_bootstrap import gitops, job
+from homelab_bootstrap import gitops, job, join
+from homelab_common.k8s.client import load_client
+from homelab_common.k8s.errors import KubeConfigError
 from homelab_common.site import Site, SiteError, load_site
 
 API_PORT = 6443
@@ -252,6 +255,23 @@ def wait_installed(url: str, site: Site, say: Callable[[str], None], timeout: fl
         time.sleep(poll)
 
 
+def arm_and_wake(url: str, site: Site, say: Callable[[str], None]) -> None:
+    """Arm each machine's install window just before waking it: only now does pxe hand it a seed URL, usable for
+    one user-data fetch (services/autoinstall/README.md, threat model)."""
+    base = url.rstrip("/")
+    states = machine_states(url)
+    for machine in site.machines:
+        if states.get(machine.mac) == "installed":
+            continue  # its disk boots; arming an installed machine is refused (reinstall is a decision)
+        if states.get(machine.mac) == "installing":
+            # re-arming would cut off an install in progress; a stuck one is armed again by hand
+            say(f"metal: {machine.name} is installing already (POST {base}/api/v1/machines/{machine.mac}/arm if stuck)")
+            continue
+        _json(f"{base}/api/v1/machines/{machine.mac}/arm", "POST")
+        _json(f"{base}/api/v1/machines/{machine.mac}/wake", "POST")
+        say(f"metal: armed and woke {machine.name} ({machine.mac})")
+
+
 def run_metal(opts: Options, site: Site) -> None:
     if opts.lab:
         run_lab(opts, site)
@@ -259,9 +279,7 @@ def run_metal(opts: Options, site: Site) -> None:
     procs = start_boot_services(opts, site)
     try:
         wait_autoinstall(opts.autoinstall_url)
-        for machine in site.machines:
-            _json(f"{opts.autoinstall_url.rstrip('/')}/api/v1/machines/{machine.mac}/wake", "POST")
-            opts.say(f"metal: woke {machine.name} ({machine.mac})")
+        arm_and_wake(opts.autoinstall_url, site, opts.say)
         wait_installed(opts.autoinstall_url, site, opts.say, opts.install_timeout)
     finally:
         for proc in procs:
@@ -285,8 +303,9 @@ def run_lab(opts: Options, site: Site) -> None:
     opts.say(f"metal: virtual lab up (boot server {virtual.bootserver_ip}, accelerator {lab.accelerator()})")
     machines = [virtual.machine(m.name) for m in site.machines]
     for machine, vm in zip(site.machines, machines, strict=True):
+        virtual.arm(machine.name)
         vm.start()
-        opts.say(f"metal: started VM {machine.name} ({machine.mac})")
+        opts.say(f"metal: armed and started VM {machine.name} ({machine.mac})")
     for machine, vm in zip(site.machines, machines, strict=True):
         marker = vm.wait_for(lab.INSTALLED_MARKER, lab.FAILED_MARKER, timeout=opts.install_timeout)
         if marker != lab.INSTALLED_MARKER:
@@ -297,11 +316,20 @@ def run_lab(opts: Options, site: Site) -> None:
 # ------------------------------------------------------------------------------------------------ cluster
 
 
-def cluster_done(opts: Options) -> str | None:
+def cluster_done(opts: Options, site: Site | None = None) -> str | None:
+    """Done when the kubeconfig reaches the API and (given the site) the nodes are exactly the inventory's."""
     path = kubeconfig_path(opts)
     if path.is_file():
         host, port = api_endpoint(path)
         if tcp_open(host, port):
+            if site is not None:
+                try:
+                    nodes = join.node_names(load_client(str(path)))
+                except (ApiException, OSError, KubeConfigError):
+                    return None
+                if join.node_problems(site, nodes) != ([], []):
+                    return None
+                return f"kubeconfig {path} reaches the API at {host}:{port}, every machine is a node"
             return f"kubeconfig {path} reaches the API at {host}:{port}"
     return None
 
@@ -312,6 +340,8 @@ def rewrite_kubeconfig(text: str, address: str) -> str:
 
 
 def run_cluster(opts: Options, site: Site, timeout: float = 1800.0) -> None:
+    """Fetch the kubeconfig from the first server, give the other machines their join credentials over SSH
+    (homelab_bootstrap.join), and wait until the cluster's nodes are exactly the inventory's."""
     address = api_address(site)
     deadline = time.monotonic() + timeout
     while not tcp_open(address, API_PORT):
@@ -320,22 +350,23 @@ def run_cluster(opts: Options, site: Site, timeout: float = 1800.0) -> None:
         time.sleep(5)
     first = site.first_server
     assert first is not None
-    command = ["ssh", "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15"]
-    command += [f"{opts.ssh_user}@{first.ip}", "sudo", "cat", "/etc/rancher/k3s/k3s.yaml"]
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=90)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(
-            f"fetching the kubeconfig from {first.name} ({first.ip}) over SSH took over 90s: check that the machine "
-            f"is up and that your SSH key (site.yaml ssh_keys) is loaded (ssh-add -l)"
-        ) from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"fetching the kubeconfig from {first.name} over SSH failed: {proc.stderr.strip()}")
+    ssh = join.Ssh(opts.ssh_user)
+    kubeconfig = ssh.run(first, ["sudo", "cat", "/etc/rancher/k3s/k3s.yaml"])
     path = kubeconfig_path(opts)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(rewrite_kubeconfig(proc.stdout, address))
+        handle.write(rewrite_kubeconfig(kubeconfig, address))
+    api = load_client(str(path))
+    joined = join.node_names(api)
+    for machine in site.machines:
+        if machine.name not in joined:
+            while not ssh_answers(str(machine.ip)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{machine.name} ({machine.ip}) does not answer on SSH after {timeout:.0f}s")
+                time.sleep(5)
+    join.join_nodes(site, ssh, joined, opts.say)
+    join.wait_for_nodes(api, site, opts.say, max(deadline - time.monotonic(), 60.0))
 
 
 # ------------------------------------------------------------------------------------------- the stages

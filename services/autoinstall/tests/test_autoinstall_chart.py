@@ -24,7 +24,14 @@ def test_chart_runs_one_replica_with_persistent_state_and_the_site_from_a_config
     assert statefulset["spec"]["replicas"] == 1
     claims = {c["metadata"]["name"] for c in statefulset["spec"]["volumeClaimTemplates"]}
     container = statefulset["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    from_pod = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
+    assert from_pod == {
+        "HOMELAB_AUTOINSTALL_EVENTS_NAMESPACE": "metadata.namespace",
+        "HOMELAB_AUTOINSTALL_POD_NAME": "metadata.name",
+    }
+    role = find(docs, "Role")[0].body
+    assert {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]} in role["rules"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts[env["HOMELAB_AUTOINSTALL_STATE_DIR"]] in claims
     site_dir = str(Path(env["HOMELAB_AUTOINSTALL_SITE_FILE"]).parent)

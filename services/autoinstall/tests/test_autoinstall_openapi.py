@@ -13,6 +13,7 @@ def test_openapi_documents_every_endpoint(app: Flask) -> None:
         "/api/v1/machines",
         "/api/v1/machines/{mac}",
         "/api/v1/machines/{mac}/reinstall",
+        "/api/v1/machines/{mac}/arm",
         "/api/v1/machines/{mac}/wake",
         "/api/v1/events",
         "/api/v1/boot/{mac}",

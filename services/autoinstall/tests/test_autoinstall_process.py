@@ -3,10 +3,9 @@ driven over loopback HTTP by curl and busybox wget exactly as the installer and 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +78,8 @@ def test_install_flow_over_http_with_curl_and_busybox_wget(tmp_path: Path, site_
     port = free_port()
     log = tmp_path / "service.log"
     with running(tmp_path, port, log) as base:
+        assert json.loads(curl(f"{base}/api/v1/boot/52-54-00-12-34-56"))["action"] == "wait"
+        curl("-X", "POST", f"{base}/api/v1/machines/52-54-00-12-34-56/arm")
         node1 = json.loads(curl(f"{base}/api/v1/boot/52-54-00-12-34-56"))
         seed = node1["seed_url"]
         assert seed.startswith(f"{base}/seed/52-54-00-12-34-56/")
@@ -93,22 +94,23 @@ def test_install_flow_over_http_with_curl_and_busybox_wget(tmp_path: Path, site_
         refused = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", seed + "user-data"],
                                  capture_output=True, text=True, check=True)  # fmt: skip
         assert refused.stdout == "403"
+        curl("-X", "POST", f"{base}/api/v1/machines/52:54:00:12:34:58/arm")
         node3_seed = json.loads(curl(f"{base}/api/v1/boot/52:54:00:12:34:58"))["seed_url"]
-        if shutil.which("busybox"):
-            out = tmp_path / "ud"
-            subprocess.run(["busybox", "wget", "-q", "-O", str(out), node3_seed + "user-data"], check=True, timeout=60)
-            assert "autoinstall:" in out.read_text()
-            subprocess.run(["busybox", "wget", "-q", "-O", "-", "--post-data", "done", node3_seed + "installed"],
-                           check=True, timeout=60, capture_output=True)  # fmt: skip
-            assert json.loads(curl(f"{base}/api/v1/machines/52:54:00:12:34:58"))["state"] == "installed"
-        k3s_command = next(c for c in user_data["late-commands"] if "k3s/config.yaml" in c)
-        k3s_token = yaml.safe_load(base64.b64decode(k3s_command.split("echo ")[1].split(" ")[0]))["token"]
+        out = tmp_path / "ud"
+        subprocess.run(["busybox", "wget", "-q", "-O", str(out), node3_seed + "user-data"], check=True, timeout=60)
+        node3_nonce = re.search(r"nonce=([A-Za-z0-9_-]+)", out.read_text())
+        assert node3_nonce is not None
+        report = ["busybox", "wget", "-q", "-O", "-", "--post-data", node3_nonce.group(0), node3_seed + "installed"]
+        subprocess.run(report, check=True, timeout=60, capture_output=True)
+        assert json.loads(curl(f"{base}/api/v1/machines/52:54:00:12:34:58"))["state"] == "installed"
+        nonce = re.search(r"nonce=([A-Za-z0-9_-]+)", user_data["late-commands"][-1])
+        assert nonce is not None
         metrics = curl(f"{base}/metrics")
         assert 'homelab_autoinstall_machines{state="installed"}' in metrics
     # Restart on the same state file: the state is still there.
     with running(tmp_path, port, log) as base:
         assert json.loads(curl(f"{base}/api/v1/machines/52:54:00:12:34:56"))["state"] == "installed"
-        assert json.loads(curl(f"{base}/api/v1/boot/52:54:00:12:34:57"))["action"] == "install"
+        assert json.loads(curl(f"{base}/api/v1/boot/52:54:00:12:34:57"))["action"] == "wait"
     text = log.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     changes = [(line.get("machine"), line.get("to_state")) for line in lines if line.get("kind") == "state"]
@@ -116,7 +118,7 @@ def test_install_flow_over_http_with_curl_and_busybox_wget(tmp_path: Path, site_
     assert ("node1", "installed") in changes
     assert any(line["msg"] == "seed request refused" and line["machine"] == "node1" for line in lines)
     token = seed.rstrip("/").rsplit("/", 1)[1]
-    for secret in (token, k3s_token, user_data["identity"]["password"]):
+    for secret in (token, nonce.group(1), node3_nonce.group(1)):
         assert secret not in text
 
 

@@ -17,7 +17,7 @@ from autoinstall_site import site_data
 
 from chart_harness import Document, validate_documents
 from homelab_autoinstall import kubevip
-from homelab_autoinstall.secrets import hash_password, new_k3s_token, new_password_hash
+from homelab_autoinstall.secrets import new_nonce
 from homelab_autoinstall.userdata import (
     InstallOptions,
     MachineSecrets,
@@ -31,7 +31,7 @@ from homelab_common.site import Machine, Site, parse_site
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "autoinstall-schema.json").read_text())
 SEED = "http://10.77.0.2:8081/seed/52-54-00-12-34-56/tok-en_1/"
-K3S_TOKEN = "k3s" + "0" * 61
+NONCE = "n0nce-" + "x" * 26
 
 
 def strict_schema() -> dict[str, Any]:
@@ -42,7 +42,7 @@ def strict_schema() -> dict[str, Any]:
 
 
 def secrets() -> MachineSecrets:
-    return MachineSecrets(password_hash=new_password_hash(), k3s_token=K3S_TOKEN)
+    return MachineSecrets(nonce=NONCE)
 
 
 def machine(site: Site, name: str) -> Machine:
@@ -85,6 +85,11 @@ def test_user_data_validates_against_autoinstall_and_cloud_init_schemas(
     result = subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Valid cloud-config" in result.stdout
+    # the user-data subiquity hands to the installed system's cloud-init is valid cloud-config too
+    nested = tmp_path / "nested-user-data"
+    nested.write_text("#cloud-config\n" + yaml.safe_dump(document["autoinstall"]["user-data"]))
+    result = subprocess.run(["cloud-init", "schema", "-c", str(nested)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_schema_check_catches_a_broken_config() -> None:
@@ -108,32 +113,27 @@ def test_cloud_init_rejects_user_data_without_version(tmp_path: Path) -> None:
     assert "version" in result.stdout + result.stderr
 
 
-def test_identity_password_is_sha512_crypt_compatible_with_openssl() -> None:
-    hashed = hash_password("correct horse")
-    match = re.fullmatch(r"\$6\$([./0-9A-Za-z]{1,16})\$[./0-9A-Za-z]{86}", hashed)
-    assert match is not None
-    openssl = subprocess.run(
-        ["openssl", "passwd", "-6", "-salt", match.group(1), "correct horse"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert openssl.stdout.strip() == hashed
-    assert new_password_hash() != new_password_hash()
-
-
-def test_identity_and_ssh_allow_keys_only(site: Site) -> None:
-    s = secrets()
-    doc = autoinstall(site, machine(site, "node1"), s, SEED, InstallOptions(username="admin"))
+def test_admin_logs_in_with_ssh_keys_only_and_has_no_password_hash(site: Site) -> None:
+    doc = autoinstall(site, machine(site, "node1"), secrets(), SEED, InstallOptions(username="admin"))
     assert doc["version"] == 1
-    assert doc["identity"] == {
-        "hostname": "node1",
-        "realname": "homelab admin",
-        "username": "admin",
-        "password": s.password_hash,
-    }
-    assert doc["ssh"] == {"install-server": True, "authorized-keys": site.ssh_keys, "allow-pw": False}
+    assert "identity" not in doc
+    (user,) = doc["user-data"]["users"]
+    assert user["name"] == "admin"
+    assert user["lock_passwd"] is True
+    assert user["ssh_authorized_keys"] == site.ssh_keys
+    assert not {"passwd", "hashed_passwd", "plain_text_passwd"} & set(user)
+    assert doc["user-data"]["hostname"] == "node1"
+    assert doc["ssh"] == {"install-server": True, "allow-pw": False}
     assert "admin ALL=(ALL) NOPASSWD:ALL\n" in base64_payloads(doc)
+
+
+@pytest.mark.parametrize(("name", "role"), ROLES)
+def test_user_data_holds_no_password_hash_and_no_cluster_token(site: Site, name: str, role: str) -> None:
+    text = user_data(site, machine(site, name), secrets(), SEED, InstallOptions())
+    everything = text + base64_payloads(yaml.safe_load(text)["autoinstall"])
+    assert not re.search(r"\$(?:1|5|6|y|2[aby])\$", everything), "a crypt hash is in the user-data"
+    assert "token" not in everything.replace(SEED, "")
+    assert "K10" not in everything
 
 
 def base64_payloads(doc: dict[str, Any]) -> str:
@@ -165,7 +165,7 @@ def test_k3s_roles(site: Site) -> None:
     first = k3s_config_of(autoinstall(site, machine(site, "node1"), secrets(), SEED, InstallOptions()))
     assert first["cluster-init"] is True
     assert "server" not in first
-    assert first["token"] == K3S_TOKEN
+    assert "token" not in first  # k3s generates the server token on the first server itself
     assert first["node-ip"] == "10.77.0.11"
     assert "10.77.0.40" in first["tls-san"]
     joining = k3s_config_of(autoinstall(site, machine(site, "node2"), secrets(), SEED, InstallOptions()))
@@ -173,12 +173,18 @@ def test_k3s_roles(site: Site) -> None:
     assert "cluster-init" not in joining
     agent_doc = autoinstall(site, machine(site, "node3"), secrets(), SEED, InstallOptions())
     agent = k3s_config_of(agent_doc)
-    assert agent == {"token": K3S_TOKEN, "node-ip": "10.77.0.13", "server": "https://10.77.0.40:6443"}
+    assert agent == {"node-ip": "10.77.0.13", "server": "https://10.77.0.40:6443"}
     install = next(c for c in agent_doc["late-commands"] if "INSTALL_K3S_VERSION" in c)
     assert install.startswith("curtin in-target --target=/target -- sh -c ")
     assert "INSTALL_K3S_VERSION=v1.33.5+k3s1" in install
     assert "curl -sfL https://get.k3s.io |" in install
     assert install.endswith("sh -s - agent'")
+    # joining nodes wait, disabled, for the token `task up` pushes over SSH; the first server starts on first boot
+    assert "INSTALL_K3S_SKIP_ENABLE=true" in install
+    first_doc = autoinstall(site, machine(site, "node1"), secrets(), SEED, InstallOptions())
+    first_install = next(c for c in first_doc["late-commands"] if "INSTALL_K3S_VERSION" in c)
+    assert "INSTALL_K3S_SKIP_START=true" in first_install
+    assert "INSTALL_K3S_SKIP_ENABLE" not in first_install
 
 
 def test_kubernetes_kernel_settings_updates_and_reporting(site: Site) -> None:
@@ -190,7 +196,7 @@ def test_kubernetes_kernel_settings_updates_and_reporting(site: Site) -> None:
     assert 'APT::Periodic::Unattended-Upgrade "1";' in files
     assert "unattended-upgrades" in doc["packages"]
     assert doc["timezone"] == "Europe/Berlin"
-    assert doc["late-commands"][-1] == f"curl -fsS -X POST {SEED}installed"
+    assert doc["late-commands"][-1] == f"curl -fsS -X POST --data nonce={NONCE} {SEED}installed"
     assert doc["reporting"] == {"hook": {"type": "webhook", "endpoint": SEED + "events"}}
     assert doc["shutdown"] == "reboot"
 
@@ -221,9 +227,9 @@ def test_meta_data_and_vendor_data(site: Site) -> None:
     assert vendor_data().startswith("#cloud-config\n")
 
 
-def test_k3s_token_is_generated_fresh() -> None:
-    assert re.fullmatch(r"[0-9a-f]{64}", new_k3s_token())
-    assert new_k3s_token() != new_k3s_token()
+def test_nonces_are_fresh_and_shell_safe() -> None:
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32}", new_nonce())
+    assert new_nonce() != new_nonce()
 
 
 def _kube_vip_manifest(doc: dict[str, Any]) -> list[dict[str, Any]]:

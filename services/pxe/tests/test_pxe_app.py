@@ -210,6 +210,38 @@ def test_wake_sends_the_magic_packet(app: Flask, wol_receiver: socket.socket) ->
     assert wol_receiver.recv(200) == magic_packet(MAC)
 
 
+def test_wake_from_an_untrusted_source_is_refused_and_sends_nothing(app: Flask, wol_receiver: socket.socket) -> None:
+    refused = counter("homelab_pxe_wol_refused_total")
+    client = app.test_client()
+    response = client.post("/api/v1/wake", json={"mac": MAC}, environ_base={"REMOTE_ADDR": "192.0.2.66"})
+    assert response.status_code == 403
+    assert "HOMELAB_PXE_TRUSTED_NETWORKS" in response.get_json()["message"]
+    assert counter("homelab_pxe_wol_refused_total") == refused + 1
+    wol_receiver.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        wol_receiver.recv(200)
+
+
+def test_wake_from_a_trusted_network_is_accepted(dirs: tuple[Path, Path], wol_receiver: socket.socket) -> None:
+    port = wol_receiver.getsockname()[1]
+    settings = make_settings(
+        dirs, "http://127.0.0.1:1", wol_broadcast="127.0.0.1", wol_port=port, trusted_networks=["192.0.2.0/24"]
+    )
+    client = create_app(settings).test_client()
+    response = client.post("/api/v1/wake", json={"mac": MAC}, environ_base={"REMOTE_ADDR": "192.0.2.66"})
+    assert response.status_code == 202
+    assert wol_receiver.recv(200) == magic_packet(MAC)
+
+
+def test_pending_machine_without_an_install_window_is_told_to_wait(app: Flask, autoinstall: FakeAutoinstall) -> None:
+    autoinstall.answers[MAC] = {"action": "wait", "machine": "node1", "arch": "amd64"}
+    script = app.test_client().get(f"/boot.ipxe?mac={MAC}").get_data(as_text=True)
+    assert "node1 is not armed for install - asking again in" in script
+    assert "chain --autofree --replace" in script
+    assert "kernel" not in script
+    assert "seed" not in script
+
+
 @pytest.mark.parametrize("body", [{"mac": "nope"}, {}, {"mac": MAC, "extra": 1}, {"mac": 5}])
 def test_wake_with_bad_body_is_400(app: Flask, body: dict[str, Any]) -> None:
     response = app.test_client().post("/api/v1/wake", json=body)

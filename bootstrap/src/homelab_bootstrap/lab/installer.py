@@ -5,7 +5,8 @@ which use this same code) boot this instead. On the network it behaves like subi
 ``ds=nocloud;s=<seed URL>`` from the kernel command line, fetches ``meta-data`` and ``user-data``, checks they are
 meant for this machine (its MAC is in the seed URL, user-data's hostname equals meta-data's ``local-hostname``),
 "installs" (writes a boot sector to the disk that announces itself on the serial port when booted), reports
-``POST <seed URL>installed`` as the real late-commands do with curl, prints a marker and powers off.
+``POST <seed URL>installed`` with the user-data's nonce as the real late-commands do with curl, prints a marker
+and powers off.
 
 Markers on the serial console (``/dev/ttyS0``, whatever ``console=`` the boot script chose):
 ``HOMELAB-INSTALLER: installed <hostname> <mac>`` on success, ``HOMELAB-INSTALLER: FAILED <reason>`` otherwise;
@@ -77,7 +78,9 @@ disk=/dev/vda
 [ -b "$disk" ] || fail "no install disk $disk"
 dd if=/lib/homelab/bootsector.bin of="$disk" bs=512 count=1 conv=notrunc 2>/dev/null || fail "cannot write $disk"
 sync
-wget -q -O /tmp/installed --post-data "" "${seed}installed" || fail "cannot report ${seed}installed"
+# like the real last late-command: the report carries the nonce of the user-data this installer received
+nonce=$(grep -o 'nonce=[A-Za-z0-9_-]*' /tmp/user-data | head -n1)
+wget -q -O /tmp/installed --post-data "${nonce:-nonce=}" "${seed}installed" || fail "cannot report ${seed}installed"
 say "installed $host $mac"
 sync
 poweroff -f

@@ -167,19 +167,28 @@ class VirtualLab:
         self.machines[spec.name] = VirtualMachine(spec, self.network, self.workdir / "machines")
         return self.machines[spec.name]
 
+    def arm(self, name: str) -> None:
+        """Open ``name``'s install window in autoinstall, as `task up` does just before waking a machine."""
+        mac = self.machine(name).spec.mac
+        reply = self.autoinstall("POST", f"/api/v1/machines/{mac}/arm")
+        if reply.status != 200:
+            raise LabError(f"autoinstall refused to arm {name} ({mac}): HTTP {reply.status} {reply.text()[:200]}")
+
     def provision(
         self, names: Sequence[str] | None = None, timeout: float = 900.0, progress: Callable[[str], None] | None = None
     ) -> None:
         """Power machines on (default: every site machine) and wait until autoinstall reports each installed.
 
-        This is the virtual lab's metal stage: the machines PXE-boot from our services exactly as hardware would.
+        This is the virtual lab's metal stage: each machine's install window is armed, then the machines PXE-boot
+        from our services exactly as hardware would.
         A machine that powers off without being installed (the installer printed FAILED, or gave up) is an error
         naming it, with its serial console's last lines.
         """
         if self.homelab is None:
             raise LabError("the homelab boot server is not running: call start_homelab() first")
         pending = {name: self.machine(name) for name in (names or list(self.specs))}
-        for vm in pending.values():
+        for name, vm in pending.items():
+            self.arm(name)
             vm.start()
             if progress:
                 progress(f"{vm.spec.name}: powered on ({vm.spec.firmware.value})")

@@ -134,6 +134,16 @@ class LabNetwork:
         _ip("-n", namespace, "addr", "add", f"{address}/{self.subnet.prefixlen}", "dev", "eth0")
         _ip("-n", namespace, "link", "set", "eth0", "up")
 
+    def add_host(self, role: str, address: ipaddress.IPv4Address | str) -> str:
+        """Another host on the LAN (say a laptop, or an attacker): its own namespace ``<run>-<role>`` with an
+        ``eth0`` at ``address`` on the bridge; deleted with the lab. Returns the namespace's name."""
+        namespace = f"{self.run_id}-{role}"
+        _ip("netns", "add", namespace)
+        self._namespaces.append(namespace)
+        _ip("-n", namespace, "link", "set", "lo", "up")
+        self.attach_host(namespace, ipaddress.IPv4Address(address))
+        return namespace
+
     def add_tap(self) -> str:
         """A new tap device on the bridge (in the lan namespace, where QEMU must run to open it); its name."""
         self._taps += 1

@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import kubernetes.client
 from flask import Flask, Response, current_app, request
 from pydantic import AfterValidator, BaseModel, Field, model_serializer
 from werkzeug.routing import PathConverter
 
-from homelab_autoinstall.core import SEED_FILES, Refused
+from homelab_autoinstall.alarms import alarm_sinks
+from homelab_autoinstall.core import SEED_FILES, NotArmable, Refused
 from homelab_autoinstall.inventory import Inventory
 from homelab_autoinstall.service import Provisioner, UnknownMachine
 from homelab_autoinstall.settings import Settings
 from homelab_autoinstall.store import Event, Record, Store
-from homelab_autoinstall.trust import is_trusted
 from homelab_autoinstall.userdata import InstallOptions
 from homelab_common.openapi import Api, Text
 from homelab_common.settings import load_settings
 from homelab_common.site import Machine, normalise_mac
-from homelab_common.web import NotFound, Unauthorized, Unavailable, health, install_observability, redact_paths
+from homelab_common.trust import is_trusted
+from homelab_common.web import (
+    Conflict,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    health,
+    install_observability,
+    redact_paths,
+)
 
 log = logging.getLogger("homelab.autoinstall")
 T = TypeVar("T")
@@ -47,6 +58,9 @@ class MachineOut(BaseModel):
     state: Literal["pending", "installing", "installed"]
     generation: int = Field(description="Install number: 1, then +1 on every reinstall")
     updated_at: str
+    armed_until: str | None = Field(
+        default=None, description="End of the armed install window (UTC, ISO 8601); null when not armed"
+    )
 
 
 class EventOut(BaseModel):
@@ -56,7 +70,7 @@ class EventOut(BaseModel):
     ts: str
     mac: str
     machine: str
-    kind: Literal["registered", "state", "reinstall", "installer"]
+    kind: Literal["registered", "state", "reinstall", "installer", "armed", "alarm"]
     from_state: str | None
     to_state: str | None
     message: str
@@ -68,10 +82,16 @@ class EventsQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000)
 
 
-class BootDecision(BaseModel):
-    """What a PXE-booting machine should do; ``seed_url`` only when it should install."""
+class ArmQuery(BaseModel):
+    seconds: int | None = Field(
+        default=None, ge=60, le=86400, description="How long the window stays open (default: the service setting)"
+    )
 
-    action: Literal["install", "local"]
+
+class BootDecision(BaseModel):
+    """What a PXE-booting machine should do; ``seed_url`` only when it should install (an armed window)."""
+
+    action: Literal["install", "local", "wait"]
     machine: str
     arch: Literal["amd64", "arm64"]
     seed_url: str | None = None
@@ -95,9 +115,14 @@ class Accepted(BaseModel):
 
 
 def machine_out(machine: Machine, record: Record) -> MachineOut:
+    armed = None
+    if record.armed():
+        assert record.armed_until is not None
+        armed = datetime.fromtimestamp(record.armed_until, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return MachineOut(
         name=machine.name, mac=machine.mac, ip=str(machine.ip), role=machine.role, arch=machine.arch,
         disk=machine.disk, state=record.state.value, generation=record.generation, updated_at=record.updated_at,
+        armed_until=armed,
     )  # fmt: skip
 
 
@@ -158,6 +183,21 @@ def build_api() -> Api:
         _require_trusted("reinstall")
         return machine_out(*_known(lambda: provisioner().reinstall(mac), mac))
 
+    @api.post("/api/v1/machines/<mac>/arm", summary="Open the machine's install window (a fresh one-shot seed URL)",
+              description="Until the window ends or the installer fetches user-data, pxe's boot script for this "
+              "machine carries its seed URL; without a window a pending machine is told to wait. 409 when it is "
+              "installed (reinstall first).", params={"mac": Mac}, query=ArmQuery,
+              responses={200: MachineOut, 403: Unauthorized, 404: NotFound, 409: Conflict},
+              tags=["machines"])  # fmt: skip
+    def arm(mac: str, query: ArmQuery) -> MachineOut:
+        _require_trusted("arm")
+        settings: Settings = current_app.extensions["settings"]
+        seconds = query.seconds or settings.arm_seconds
+        try:
+            return machine_out(*_known(lambda: provisioner().arm(mac, seconds), mac))
+        except NotArmable:
+            raise Conflict(f"{mac} is installed: POST /api/v1/machines/{mac}/reinstall first") from None
+
     @api.post("/api/v1/machines/<mac>/wake", summary="Send the machine a Wake-on-LAN magic packet",
               params={"mac": Mac}, responses={202: WakeResult, 403: Unauthorized, 404: NotFound, 503: Unavailable},
               tags=["machines"])  # fmt: skip
@@ -190,9 +230,11 @@ def build_api() -> Api:
         _seed_route(api, file)
 
     @api.post("/seed/<mac>/<token>/installed", summary="The installer's last late-command: the install is complete",
+              description="Form body `nonce=<the nonce in the user-data this installer fetched>`.",
               responses={200: Accepted, 403: Unauthorized}, tags=["seed"])  # fmt: skip
     def seed_installed(mac: str, token: str) -> Accepted:
-        _refusing(lambda: provisioner().installed(mac, token, request.remote_addr))
+        nonce = request.form.get("nonce", "")[:100]
+        _refusing(lambda: provisioner().installed(mac, token, nonce, request.remote_addr))
         return Accepted()
 
     @api.post("/seed/<mac>/<token>/events", summary="subiquity's reporting webhook (JSON progress events)",
@@ -237,7 +279,7 @@ def _refusing(call: Callable[[], T]) -> T:
         raise Unauthorized("refused") from None
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, kube_client: kubernetes.client.ApiClient | None = None) -> Flask:
     settings = settings or load_settings(Settings)
     app = Flask("homelab_autoinstall")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -247,7 +289,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         username=settings.username, k3s_install_url=settings.k3s_install_url, packages=list(settings.packages)
     )
     store = Store(settings.state_file)
-    app.extensions["autoinstall"] = Provisioner(inventory, store, options, check_source_ip=settings.check_source_ip)
+    app.extensions["autoinstall"] = Provisioner(
+        inventory,
+        store,
+        options,
+        check_source_ip=settings.check_source_ip,
+        alarm_sinks=alarm_sinks(settings, kube_client),
+    )
     build_api().install(app)
 
     app.url_map.converters["other_seed_path"] = OtherSeedPath

@@ -1,11 +1,16 @@
 """Install states and the rules between them: pure decisions, no I/O.
 
-    pending ──user-data fetched──▶ installing ──installer reports──▶ installed ──▶ PXE answers "local"
-       ▲                                                                  │
-       └──────────────────────────── reinstall request ◀──────────────────┘ (from any state; fresh token)
+    pending ──armed──▶ pending+window ──user-data fetched──▶ installing ──installer reports (nonce)──▶ installed
+       ▲                                                          │                                        │
+       ├──────────── user-data fetched again: window burned, alarm ◀┘                                        │
+       └──────────────────────────────── reinstall request ◀───────────────────────────────────────────────┘
 
-Seed files are served only while pending or installing, for the machine's MAC and current token: once a machine
-is installed its token is spent, so a config with secrets in it cannot be fetched again until a reinstall.
+A pending machine installs only inside an **install window**: `task up` (or an authenticated API call) arms it just
+before waking it, with a fresh seed token and an expiry. Without a window pxe gets no seed URL for it and the seed
+serves nothing. ``user-data`` is served **once** per window: the fetch moves the machine to installing and hands out
+a per-fetch nonce; a second fetch is an alarm (someone else has the config too), it burns the window, and only a
+report carrying that nonce can mark the install complete. The other seed files hold no secrets and stay readable
+with the token until the machine is installed, because cloud-init reads them around user-data.
 """
 
 from __future__ import annotations
@@ -21,9 +26,13 @@ class State(StrEnum):
 
 
 SEED_FILES = ("meta-data", "user-data", "vendor-data", "network-config")
-SERVABLE = frozenset({State.PENDING, State.INSTALLING})
+#: Seed files holding the machine's install config: served once per install window.
+ONE_SHOT = "user-data"
 
-RefusalReason = Literal["unknown-machine", "bad-token", "wrong-state", "source-ip", "unknown-file", "untrusted-source"]
+RefusalReason = Literal[
+    "unknown-machine", "bad-token", "wrong-state", "source-ip", "unknown-file", "untrusted-source",
+    "not-armed", "refetch", "bad-nonce",
+]  # fmt: skip
 
 
 class Refused(Exception):
@@ -34,22 +43,48 @@ class Refused(Exception):
         self.reason: RefusalReason = reason
 
 
-def boot_action(state: State) -> Literal["install", "local"]:
-    """What PXE should do for a known machine: install until the installer has reported success."""
-    return "local" if state is State.INSTALLED else "install"
+class NotArmable(Exception):
+    """An installed machine cannot be armed: it must be asked to reinstall first."""
 
 
-def after_fetch(state: State, file: str) -> State:
+def boot_action(state: State, armed: bool) -> Literal["install", "local", "wait"]:
+    """What PXE should do: install inside an armed window, boot the disk once installed, else wait to be armed.
+
+    A machine PXE-booting while installing gets its seed URL again, though its user-data will be refused: if
+    someone else made the first fetch, the machine's own fetch is what raises the alarm (and its install fails
+    loudly instead of waiting silently); if its installer restarted, a second fetch is worth a look too.
+    """
+    if state is State.INSTALLED:
+        return "local"
+    if state is State.INSTALLING:
+        return "install"
+    return "install" if armed else "wait"
+
+
+def after_arm(state: State) -> State:
+    """Arming opens a fresh window; a machine whose install went wrong (installing) may be armed again."""
+    if state is State.INSTALLED:
+        raise NotArmable("installed")
+    return State.PENDING
+
+
+def after_fetch(state: State, file: str, armed: bool) -> State:
     """The state after serving ``file``; raises Refused when it must not be served."""
-    if state not in SERVABLE:
-        raise Refused("wrong-state")
-    if file == "user-data":
-        return State.INSTALLING
-    return state
+    if state is State.PENDING:
+        if not armed:
+            raise Refused("not-armed")
+        return State.INSTALLING if file == ONE_SHOT else state
+    if state is State.INSTALLING:
+        if file == ONE_SHOT:
+            raise Refused("refetch")
+        return state
+    raise Refused("wrong-state")
 
 
-def after_installed_report(state: State) -> State:
-    """Only an install in progress can finish: a report without a fetched config is not believed."""
+def after_installed_report(state: State, nonce_matches: bool) -> State:
+    """Only the installer that received the config can finish: an install in progress and that fetch's nonce."""
     if state is not State.INSTALLING:
         raise Refused("wrong-state")
+    if not nonce_matches:
+        raise Refused("bad-nonce")
     return State.INSTALLED

@@ -1,9 +1,10 @@
-"""The service's decisions, wired to its adapters: inventory (site file), store (SQLite), metrics, logs.
+"""The service's decisions, wired to its adapters: inventory (site file), store (SQLite), metrics, logs, alarms.
 
 Every seed request goes through :meth:`Provisioner.authorise`: known machine, current token (constant-time), the
-machine's own address when asked to check it, and a state in which its config may be served. A refusal is logged
-with the machine's identity and the reason, counted, and answered with a bare 403 by the API: never the token,
-never a hint which check failed.
+machine's own address when asked to check it, and then (core) an armed install window or an install in progress. A
+refusal is logged with the machine's identity and the reason, counted, and answered with a bare 403 by the API:
+never the token, never a hint which check failed. A second user-data fetch is more than a refusal: it is an alarm
+(log warning, metric, stored event, a Kubernetes Event in-cluster) and burns the window.
 """
 
 from __future__ import annotations
@@ -11,13 +12,24 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from homelab_autoinstall import metrics, userdata
-from homelab_autoinstall.core import SEED_FILES, Refused, State, after_fetch, after_installed_report, boot_action
+from homelab_autoinstall.core import (
+    ONE_SHOT,
+    SEED_FILES,
+    Refused,
+    State,
+    after_arm,
+    after_fetch,
+    after_installed_report,
+    boot_action,
+)
 from homelab_autoinstall.inventory import Inventory
-from homelab_autoinstall.secrets import new_k3s_token, new_password_hash, new_seed_token, same_token
+from homelab_autoinstall.secrets import new_nonce, new_seed_token, same_token
 from homelab_autoinstall.store import Event, Record, Store
 from homelab_common.logs import REDACTED
 from homelab_common.site import Machine, Site, normalise_mac
@@ -25,8 +37,9 @@ from homelab_common.wol import wake_on_lan
 
 log = logging.getLogger("homelab.autoinstall")
 
-K3S_TOKEN_KEY = "k3s-token"  # noqa: S105 - the name of the stored secret, not a secret
 MAX_EVENT_TEXT = 500
+#: Called with the machine and the alarm's text (the in-cluster Kubernetes Event recorder is one).
+AlarmSink = Callable[[Machine, str], None]
 
 
 class UnknownMachine(Exception):
@@ -42,12 +55,19 @@ class Boot:
 
 class Provisioner:
     def __init__(
-        self, inventory: Inventory, store: Store, options: userdata.InstallOptions, *, check_source_ip: bool = False
+        self,
+        inventory: Inventory,
+        store: Store,
+        options: userdata.InstallOptions,
+        *,
+        check_source_ip: bool = False,
+        alarm_sinks: list[AlarmSink] | None = None,
     ) -> None:
         self.inventory = inventory
         self.store = store
         self.options = options
         self.check_source_ip = check_source_ip
+        self.alarm_sinks = alarm_sinks or []
         self._synced: Site | None = None
         self._sync_lock = threading.Lock()
         self.sync()
@@ -65,7 +85,7 @@ class Provisioner:
         with self._sync_lock:
             site = self.inventory.site
             for machine in site.machines:
-                event = self.store.register(machine.mac, machine.name, new_seed_token(), new_password_hash())
+                event = self.store.register(machine.mac, machine.name, new_seed_token())
                 if event is not None:
                     self._log_event(event)
             self._synced = site
@@ -79,9 +99,6 @@ class Provisioner:
                 counts[record.state] += 1
         for state, count in counts.items():
             metrics.MACHINES.labels(state.value).set(count)
-
-    def k3s_token(self) -> str:
-        return self.store.cluster_secret(K3S_TOKEN_KEY, new_k3s_token)
 
     # -- API reads and commands
 
@@ -99,15 +116,35 @@ class Provisioner:
         return machine, record
 
     def boot(self, mac: str, public_url: str) -> Boot:
-        """pxe's question: install (with the seed URL) or boot from the local disk. Changes nothing."""
+        """pxe's question: install (with the seed URL, only inside an armed window), boot from the local disk, or
+        wait to be armed. Changes nothing."""
         machine, record = self.machine(mac)
-        action = boot_action(record.state)
+        action = boot_action(record.state, record.armed())
         seed = seed_url(public_url, record) if action == "install" else None
         return Boot(action, machine, seed)
 
+    def arm(self, mac: str, seconds: int) -> tuple[Machine, Record]:
+        """Open an install window: a fresh seed token, valid for ``seconds`` until the first user-data fetch.
+
+        Raises core.NotArmable for an installed machine (reinstall first: that is a decision, not a side effect).
+        """
+        machine, _ = self.machine(mac)
+
+        def decide(current: Record) -> State:
+            return after_arm(current.state)
+
+        record, event = self.store.reset(
+            machine.mac, new_seed_token(), f"install window armed for {seconds}s", kind="armed",
+            armed_until=time.time() + seconds, next_generation=False, decide=decide,
+        )  # fmt: skip
+        metrics.ARMED.inc()
+        self._log_event(event)
+        self.update_gauge()
+        return machine, record
+
     def reinstall(self, mac: str) -> tuple[Machine, Record]:
         machine, _ = self.machine(mac)
-        record, event = self.store.reset(machine.mac, new_seed_token(), new_password_hash(), "reinstall requested")
+        record, event = self.store.reset(machine.mac, new_seed_token(), "reinstall requested")
         metrics.REINSTALLS.inc()
         self._log_event(event)
         self.update_gauge()
@@ -159,22 +196,30 @@ class Provisioner:
         )
 
     def seed_file(self, mac_hyphenated: str, token: str, file: str, remote: str | None, public_url: str) -> str:
-        """The text of one seed file; the first user-data fetch moves the machine to installing."""
+        """The text of one seed file; the first user-data fetch moves the machine to installing, a second one is
+        an alarm."""
         machine, record = self.authorise(mac_hyphenated, token, remote, file)
         if file not in SEED_FILES:
             exc = Refused("unknown-file")
             self.refused(exc, machine, mac_hyphenated, file, remote)
             raise exc
+        seen: list[Record] = []
 
         def decide(current: Record) -> State:
-            if not same_token(token, current.seed_token):  # a reinstall replaced the token meanwhile
+            seen.append(current)
+            if not same_token(token, current.seed_token):  # a reinstall or arm replaced the token meanwhile
                 raise Refused("bad-token")
-            return after_fetch(current.state, file)
+            return after_fetch(current.state, file, current.armed())
 
+        fields: dict[str, Any] = {}
+        if file == ONE_SHOT:
+            fields = {"nonce": new_nonce(), "fetched_from": remote, "armed_until": None}
         try:
-            record, event = self.store.transition(machine.mac, decide, f"{file} fetched by the installer")
+            record, event = self.store.transition(machine.mac, decide, f"{file} fetched by the installer", **fields)
         except Refused as exc:
             self.refused(exc, machine, mac_hyphenated, file, remote)
+            if exc.reason == "refetch":
+                self.alarm(machine, seen[-1], remote)
             raise
         metrics.SEED_FETCHES.labels(file).inc()
         if event is not None:
@@ -189,16 +234,36 @@ class Provisioner:
             return userdata.vendor_data()
         if file == "network-config":
             return userdata.network_config(site, machine)
-        secrets = userdata.MachineSecrets(password_hash=record.password_hash, k3s_token=self.k3s_token())
+        assert record.nonce is not None  # set by the transition to installing, in the same write
+        secrets = userdata.MachineSecrets(nonce=record.nonce)
         return userdata.user_data(site, machine, secrets, seed_url(public_url, record), self.options)
 
-    def installed(self, mac_hyphenated: str, token: str, remote: str | None) -> Record:
+    def alarm(self, machine: Machine, fetched: Record, remote: str | None) -> None:
+        """user-data was asked for a second time: someone else holds this install's config. Burn the window (a fresh
+        token, not armed: neither fetcher can report installed) and say so everywhere a person looks."""
+        first = fetched.fetched_from or "unknown"
+        message = f"seed for {machine.name} fetched twice, from {first} and {remote or 'unknown'}"
+        detail = {"first": first, "second": remote or "unknown"}
+        _, event = self.store.reset(
+            machine.mac, new_seed_token(), message + "; install window burned, arm it again",
+            kind="alarm", next_generation=False, detail=detail,
+        )  # fmt: skip
+        metrics.ALARMS.inc()
+        log.warning(message, extra={"machine": machine.name, "mac": machine.mac, "event_id": event.id, **detail})
+        self.update_gauge()
+        for sink in self.alarm_sinks:
+            try:
+                sink(machine, message)
+            except Exception as exc:  # an alarm sink must never turn a refusal into a 500
+                log.warning("alarm not delivered", extra={"machine": machine.name, "error": str(exc)})
+
+    def installed(self, mac_hyphenated: str, token: str, nonce: str, remote: str | None) -> Record:
         machine, _ = self.authorise(mac_hyphenated, token, remote, "installed")
 
         def decide(current: Record) -> State:
             if not same_token(token, current.seed_token):
                 raise Refused("bad-token")
-            return after_installed_report(current.state)
+            return after_installed_report(current.state, same_token(nonce, current.nonce or ""))
 
         try:
             record, event = self.store.transition(machine.mac, decide, "installer reported the install complete")
@@ -217,7 +282,7 @@ class Provisioner:
         Accepted with the current token in any state: subiquity goes on reporting after the final late-command.
         """
         machine, record = self.authorise(mac_hyphenated, token, remote, "events")
-        known = (record.seed_token, record.password_hash, self.k3s_token())
+        known = (record.seed_token, record.nonce or "")
         detail: dict[str, Any] = {
             key: scrub(str(body[key]), known)[:MAX_EVENT_TEXT]
             for key in ("event_type", "name", "description", "result", "origin", "level", "timestamp")
@@ -246,7 +311,7 @@ class Provisioner:
         )
 
 
-#: Long runs of base64 with a digit in them: the encoded files of the late-commands (one holds the k3s token).
+#: Long runs of base64 with a digit in them: the encoded files of the late-commands.
 _BLOB = re.compile(r"[A-Za-z0-9+/=]{40,}")
 _CRYPT_HASH = re.compile(r"\$(?:1|5|6|y|2[aby])\$[^\s'\"]+")
 
@@ -255,7 +320,7 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     """Remove secrets from installer event text before it is stored, served or logged.
 
     subiquity describes each late-command by its command line, so events echo our own commands back: the seed URL
-    (with the token, still valid while installing) and the base64-encoded k3s config.
+    (with the token, still valid while installing), the nonce and the base64-encoded files.
     """
     for secret in secrets:
         if secret:

@@ -32,6 +32,13 @@ class Settings(ServiceSettings):
     #: list of CIDRs. Empty (the default): only this host itself (loopback and its own addresses), where pxe runs.
     #: Listing machines and events (no secrets) is open to all.
     trusted_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    #: How long an install window stays open when armed without a duration (seconds): from `task up` arming the
+    #: machine to its installer fetching user-data (power-on, firmware, PXE, kernel and initrd download).
+    arm_seconds: int = Field(default=1800, ge=60, le=86400)
+    #: In-cluster: the namespace and pod of this service, so alarms (a seed fetched twice) also become Kubernetes
+    #: Events on the pod. Unset (outside a cluster): alarms are logs, metrics and API events only.
+    events_namespace: str | None = None
+    pod_name: str | None = None
     #: Where Wake-on-LAN magic packets go. Unset: the directed broadcast address of the site's lan.subnet.
     wol_broadcast: IPv4Address | None = None
     #: The UDP port of Wake-on-LAN packets (9, "discard", is the convention; some NICs listen on 7).
@@ -43,7 +50,7 @@ class Settings(ServiceSettings):
     #: Extra Debian packages installed on every machine.
     packages: list[str] = Field(default_factory=lambda: list(DEFAULT_PACKAGES))
 
-    @field_validator("wol_broadcast", mode="before")
+    @field_validator("wol_broadcast", "events_namespace", "pod_name", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,11 @@ CREATE TABLE IF NOT EXISTS machines (
     name TEXT NOT NULL,
     state TEXT NOT NULL,
     seed_token TEXT NOT NULL,
-    password_hash TEXT NOT NULL,
     generation INTEGER NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    armed_until REAL,
+    nonce TEXT,
+    fetched_from TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,9 +42,17 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL,
     detail TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS cluster (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_machine ON events (mac, kind, id);
-PRAGMA user_version = 1;
+"""
+SCHEMA_VERSION = 2
+#: Version 1 kept a password hash per machine and a cluster-wide k3s token for user-data; version 2 has neither
+#: (SSH keys only, nodes join with credentials `task up` pushes over SSH) and adds the install window.
+MIGRATE_1_TO_2 = """
+ALTER TABLE machines DROP COLUMN password_hash;
+ALTER TABLE machines ADD COLUMN armed_until REAL;
+ALTER TABLE machines ADD COLUMN nonce TEXT;
+ALTER TABLE machines ADD COLUMN fetched_from TEXT;
+DROP TABLE IF EXISTS cluster;
 """
 #: Installer progress events kept per machine (a few hundred per install); state-change events are never pruned.
 MAX_INSTALLER_EVENTS = 2000
@@ -50,15 +60,24 @@ MAX_INSTALLER_EVENTS = 2000
 
 @dataclass(frozen=True)
 class Record:
-    """One machine's install state. ``seed_token`` and ``password_hash`` are secrets: never log a Record."""
+    """One machine's install state. ``seed_token`` and ``nonce`` are secrets: never log a Record.
+
+    ``armed_until`` (epoch seconds) ends the install window; ``nonce`` is the one handed out with the user-data and
+    ``fetched_from`` the address that fetched it.
+    """
 
     mac: str
     name: str
     state: State
     seed_token: str = field(repr=False)
-    password_hash: str = field(repr=False)
     generation: int
     updated_at: str
+    armed_until: float | None = None
+    nonce: str | None = field(default=None, repr=False)
+    fetched_from: str | None = None
+
+    def armed(self, at: float | None = None) -> bool:
+        return self.armed_until is not None and (time.time() if at is None else at) < self.armed_until
 
 
 @dataclass(frozen=True)
@@ -85,9 +104,18 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             path.touch(mode=0o600)  # secrets inside; SQLite gives -wal/-shm the same mode
-        with self._connect() as db:
+        db = self._connect()
+        try:
             db.execute("PRAGMA journal_mode=WAL")
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version == 1:
+                db.executescript("BEGIN IMMEDIATE;" + MIGRATE_1_TO_2 + "COMMIT;")
+                db.execute("VACUUM")  # the dropped hashes and token must not linger in free pages
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        finally:
+            db.close()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -119,7 +147,7 @@ class Store:
 
     # -- machines
 
-    def register(self, mac: str, name: str, seed_token: str, password_hash: str) -> Event | None:
+    def register(self, mac: str, name: str, seed_token: str) -> Event | None:
         """Add a machine as pending (no-op if known; a renamed machine keeps its state). The event if added."""
         with self._write() as db:
             row = db.execute("SELECT name FROM machines WHERE mac = ?", (mac,)).fetchone()
@@ -128,8 +156,8 @@ class Store:
                     db.execute("UPDATE machines SET name = ? WHERE mac = ?", (name, mac))
                 return None
             db.execute(
-                "INSERT INTO machines VALUES (?, ?, ?, ?, ?, 1, ?)",
-                (mac, name, State.PENDING.value, seed_token, password_hash, now()),
+                "INSERT INTO machines (mac, name, state, seed_token, generation, updated_at) VALUES (?, ?, ?, ?, 1, ?)",
+                (mac, name, State.PENDING.value, seed_token, now()),
             )
             return self._event(db, mac, name, "registered", None, State.PENDING, "machine added from the site file")
 
@@ -142,10 +170,13 @@ class Store:
         with self._read() as db:
             return [_record(row) for row in db.execute("SELECT * FROM machines ORDER BY name")]
 
-    def transition(self, mac: str, decide: Callable[[Record], State], message: str) -> tuple[Record, Event | None]:
+    def transition(
+        self, mac: str, decide: Callable[[Record], State], message: str, **fields: Any
+    ) -> tuple[Record, Event | None]:
         """Atomically: read the machine, ``decide`` its next state (it may raise to refuse), store it and its event.
 
-        Returns the record after the change and the event, or None when the state did not change.
+        ``fields`` (columns of ``machines``: ``nonce``, ``fetched_from``, ``armed_until``) are stored with a change
+        of state. Returns the record after the change and the event, or None when the state did not change.
         """
         with self._write() as db:
             row = db.execute("SELECT * FROM machines WHERE mac = ?", (mac,)).fetchone()
@@ -155,27 +186,46 @@ class Store:
             new = decide(record)
             if new is record.state:
                 return record, None
-            stamp = now()
-            db.execute("UPDATE machines SET state = ?, updated_at = ? WHERE mac = ?", (new.value, stamp, mac))
+            self._update(db, mac, {"state": new.value, "updated_at": now(), **fields})
             event = self._event(db, mac, record.name, "state", record.state, new, message)
-            return replace(record, state=new, updated_at=stamp), event
+            return self._get(db, mac), event
 
-    def reset(self, mac: str, seed_token: str, password_hash: str, message: str) -> tuple[Record, Event]:
-        """Back to pending with fresh secrets and the next generation (a new cloud-init instance)."""
+    def reset(
+        self,
+        mac: str,
+        seed_token: str,
+        message: str,
+        *,
+        kind: str = "reinstall",
+        armed_until: float | None = None,
+        next_generation: bool = True,
+        detail: dict[str, Any] | None = None,
+        decide: Callable[[Record], State] | None = None,
+    ) -> tuple[Record, Event]:
+        """Back to pending with a fresh seed token and no fetch: a reinstall (the next generation, a new cloud-init
+        instance), an install window being armed (``armed_until``), or a window burned by an alarm."""
         with self._write() as db:
             row = db.execute("SELECT * FROM machines WHERE mac = ?", (mac,)).fetchone()
             if row is None:
                 raise KeyError(mac)
             record = _record(row)
-            stamp = now()
-            db.execute(
-                "UPDATE machines SET state = ?, seed_token = ?, password_hash = ?, generation = generation + 1,"
-                " updated_at = ? WHERE mac = ?",
-                (State.PENDING.value, seed_token, password_hash, stamp, mac),
-            )
-            event = self._event(db, mac, record.name, "reinstall", record.state, State.PENDING, message)
-            new = replace(record, state=State.PENDING, generation=record.generation + 1, updated_at=stamp)
-            return replace(new, seed_token=seed_token, password_hash=password_hash), event
+            new_state = decide(record) if decide is not None else State.PENDING
+            changes = {
+                "state": new_state.value, "seed_token": seed_token, "updated_at": now(), "armed_until": armed_until,
+                "nonce": None, "fetched_from": None, "generation": record.generation + int(next_generation),
+            }  # fmt: skip
+            self._update(db, mac, changes)
+            event = self._event(db, mac, record.name, kind, record.state, new_state, message, detail)
+            return self._get(db, mac), event
+
+    @staticmethod
+    def _get(db: sqlite3.Connection, mac: str) -> Record:
+        return _record(db.execute("SELECT * FROM machines WHERE mac = ?", (mac,)).fetchone())
+
+    @staticmethod
+    def _update(db: sqlite3.Connection, mac: str, changes: dict[str, Any]) -> None:
+        columns = ", ".join(f"{name} = ?" for name in changes)  # names come from this module, never from input
+        db.execute(f"UPDATE machines SET {columns} WHERE mac = ?", (*changes.values(), mac))  # noqa: S608
 
     def counts(self) -> dict[State, int]:
         with self._read() as db:
@@ -195,6 +245,10 @@ class Store:
                 (mac, mac, MAX_INSTALLER_EVENTS),
             )
             return event
+
+    def add_event(self, mac: str, name: str, kind: str, message: str, detail: dict[str, Any]) -> Event:
+        with self._write() as db:
+            return self._event(db, mac, name, kind, None, None, message, detail)
 
     def events(self, since: int = 0, limit: int = 100, mac: str | None = None) -> list[Event]:
         query = "SELECT * FROM events WHERE id > ? AND (? IS NULL OR mac = ?) ORDER BY id LIMIT ?"
@@ -226,18 +280,6 @@ class Store:
         assert cursor.lastrowid is not None
         return Event(cursor.lastrowid, stamp, mac, name, kind, values[4], values[5], message, detail or {})
 
-    # -- cluster-wide secrets
-
-    def cluster_secret(self, key: str, make: Callable[[], str]) -> str:
-        """The stored value of ``key``, created once with ``make()`` (atomically, even across processes)."""
-        with self._write() as db:
-            row = db.execute("SELECT value FROM cluster WHERE key = ?", (key,)).fetchone()
-            if row is not None:
-                return str(row["value"])
-            value = make()
-            db.execute("INSERT INTO cluster VALUES (?, ?)", (key, value))
-            return value
-
 
 def _record(row: sqlite3.Row) -> Record:
     return Record(
@@ -245,9 +287,11 @@ def _record(row: sqlite3.Row) -> Record:
         name=row["name"],
         state=State(row["state"]),
         seed_token=row["seed_token"],
-        password_hash=row["password_hash"],
         generation=int(row["generation"]),
         updated_at=row["updated_at"],
+        armed_until=row["armed_until"],
+        nonce=row["nonce"],
+        fetched_from=row["fetched_from"],
     )
 
 

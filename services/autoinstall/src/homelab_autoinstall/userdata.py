@@ -7,6 +7,11 @@ Kubernetes and installs k3s at the site's pinned version, then reports back to t
 k3s is installed by the upstream install script (``INSTALL_K3S_VERSION`` pins the version) fetched with curl from
 ``k3s_install_url`` inside the target system; it needs the machines to reach the internet (or a mirror of the
 script and the k3s release). The airgap path (images and binary served by us) is not implemented.
+
+user-data travels over plain HTTP on the LAN, so it holds no long-lived secret (README, threat model): no password
+hash (the admin's password is locked: SSH keys only) and no k3s token. The first server makes its own token when
+k3s first starts; every other node gets k3s installed but neither enabled nor started, and `task up` pushes its join
+credentials over SSH afterwards (a per-node bootstrap token for agents, the server token for servers).
 """
 
 from __future__ import annotations
@@ -53,10 +58,10 @@ class InstallOptions:
 
 @dataclass(frozen=True)
 class MachineSecrets:
-    """What one install of one machine needs that must stay secret."""
+    """What one install of one machine needs that must stay secret: the nonce of this user-data fetch, which only
+    the installer that received it can send back with its installed report."""
 
-    password_hash: str
-    k3s_token: str
+    nonce: str
 
 
 def mac_hyphenated(mac: str) -> str:
@@ -114,12 +119,17 @@ def join_address(site: Site) -> str:
     return f"https://{site.k3s.api_vip or first.ip}:{K3S_API_PORT}"
 
 
-def k3s_config(site: Site, machine: Machine, k3s_token: str) -> dict[str, Any]:
-    """/etc/rancher/k3s/config.yaml: the first server initialises embedded etcd, the others join it."""
-    config: dict[str, Any] = {"token": k3s_token, "node-ip": str(machine.ip)}
+def is_first_server(site: Site, machine: Machine) -> bool:
     first = site.first_server
+    return first is not None and first.mac == machine.mac
+
+
+def k3s_config(site: Site, machine: Machine) -> dict[str, Any]:
+    """/etc/rancher/k3s/config.yaml without any token: the first server initialises embedded etcd (and generates
+    the server token itself), the others join it once `task up` has added a token in ``config.yaml.d``."""
+    config: dict[str, Any] = {"node-ip": str(machine.ip)}
     if machine.role == "server":
-        if first is not None and first.mac == machine.mac:
+        if is_first_server(site, machine):
             config["cluster-init"] = True
         else:
             config["server"] = join_address(site)
@@ -165,22 +175,25 @@ def late_commands(
     sysctl = "".join(f"{key} = {value}\n" for key, value in SYSCTL.items())
     sudoers = f"/etc/sudoers.d/90-homelab-{options.username}"
     role = "server" if machine.role == "server" else "agent"
+    # Not started by the installer; the first server is enabled (it starts on the first boot, with the sysctls
+    # applied, and makes its token), the others wait disabled until `task up` has pushed their join token.
+    skip = "INSTALL_K3S_SKIP_START=true" + ("" if is_first_server(site, machine) else " INSTALL_K3S_SKIP_ENABLE=true")
     install = (
         f"curl -sfL {shlex.quote(options.k3s_install_url)} | INSTALL_K3S_VERSION={shlex.quote(site.k3s.version)}"
-        f" INSTALL_K3S_SKIP_START=true sh -s - {role}"
+        f" {skip} sh -s - {role}"
     )
     return [
         write_file("/etc/modules-load.d/homelab-kubernetes.conf", "\n".join(KERNEL_MODULES) + "\n", "0644"),
         write_file("/etc/sysctl.d/90-homelab-kubernetes.conf", sysctl, "0644"),
         write_file("/etc/apt/apt.conf.d/20auto-upgrades", AUTO_UPGRADES, "0644"),
         write_file("/etc/apt/apt.conf.d/52homelab-unattended-upgrades", UNATTENDED_UPGRADES, "0644"),
-        # Login is by SSH key only and nobody knows the random password: the admin needs sudo without it.
+        # Login is by SSH key only and the password is locked: the admin needs sudo without one.
         write_file(sudoers, f"{options.username} ALL=(ALL) NOPASSWD:ALL\n", "0440"),
-        write_file("/etc/rancher/k3s/config.yaml", _yaml(k3s_config(site, machine, secrets.k3s_token)), "0600"),
+        write_file("/etc/rancher/k3s/config.yaml", _yaml(k3s_config(site, machine)), "0600"),
         *kube_vip_commands(site, machine),
-        # Enabled, not started: k3s starts on the first boot of the installed system, with the sysctls applied.
         f"curtin in-target --target=/target -- sh -c {shlex.quote(install)}",
-        f"curl -fsS -X POST {shlex.quote(seed_url + 'installed')}",
+        # The nonce binds the report to this fetch: a copy of the seed URL alone cannot mark the machine installed.
+        f"curl -fsS -X POST --data nonce={secrets.nonce} {shlex.quote(seed_url + 'installed')}",
     ]
 
 
@@ -198,13 +211,22 @@ def autoinstall(
     """The ``autoinstall:`` mapping (schema: subiquity's autoinstall-schema.json)."""
     return {
         "version": 1,
-        "identity": {
+        # No identity section: the admin user comes from user-data with its password locked, so no password hash
+        # exists anywhere (subiquity requires identity only when user-data is absent).
+        "user-data": {
             "hostname": machine.name,
-            "realname": "homelab admin",
-            "username": options.username,
-            "password": secrets.password_hash,
+            "users": [
+                {
+                    "name": options.username,
+                    "gecos": "homelab admin",
+                    "shell": "/bin/bash",
+                    "groups": ["adm", "sudo"],
+                    "lock_passwd": True,
+                    "ssh_authorized_keys": list(site.ssh_keys),
+                }
+            ],
         },
-        "ssh": {"install-server": True, "authorized-keys": list(site.ssh_keys), "allow-pw": False},
+        "ssh": {"install-server": True, "allow-pw": False},
         "storage": storage(machine),
         "network": netplan(site, machine),
         "apt": {"geoip": True, "fallback": "offline-install"},

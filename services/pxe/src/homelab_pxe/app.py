@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from flask import Flask, Response, send_file
+from flask import Flask, Response, request, send_file
 from pydantic import BaseModel, ConfigDict, Field
 
 from homelab_common.openapi import Api, Text
 from homelab_common.settings import SettingsError
-from homelab_common.web import InvalidInput, NotFound, health, install_observability
+from homelab_common.trust import is_trusted
+from homelab_common.web import InvalidInput, NotFound, Unauthorized, health, install_observability
 from homelab_common.wol import mac_bytes, wake_on_lan
 from homelab_pxe import bootscript, metrics
 from homelab_pxe.autoinstall import AutoinstallClient, AutoinstallUnavailable, BootInfoSource, MachineUnknown
@@ -133,6 +134,10 @@ def create_app(settings: Settings | None = None, *, boot_source: BootInfoSource 
             return bootscript.retry(runtime.http_base, settings.retry_seconds, "install service unavailable")
         if info.action == "local":
             return bootscript.local(f"{info.machine} is installed")
+        if info.action == "wait":
+            return bootscript.retry(
+                runtime.http_base, settings.retry_seconds, f"{info.machine} is not armed for install"
+            )
         if info.seed_url is None:
             log.error("autoinstall said install without a seed_url", extra={"mac": mac, "machine": info.machine})
             return bootscript.retry(runtime.http_base, settings.retry_seconds, "install service answer incomplete")
@@ -159,11 +164,17 @@ def create_app(settings: Settings | None = None, *, boot_source: BootInfoSource 
     @api.post(
         "/api/v1/wake",
         summary="Send a Wake-on-LAN magic packet to a machine",
+        description="Accepted from the same sources as autoinstall's management calls: this host itself and "
+        "HOMELAB_PXE_TRUSTED_NETWORKS (never the LAN).",
         body=WakeRequest,
-        responses={202: WakeResult},
+        responses={202: WakeResult, 403: Unauthorized},
         tags=["machines"],
     )
     def wake(body: WakeRequest) -> tuple[WakeResult, int]:
+        if not is_trusted(request.remote_addr, settings.trusted_networks):
+            metrics.WAKES_REFUSED.inc()
+            log.warning("wake refused: untrusted source", extra={"remote": request.remote_addr})
+            raise Unauthorized("wake requests are accepted only from trusted networks (HOMELAB_PXE_TRUSTED_NETWORKS)")
         try:
             mac = ":".join(f"{b:02x}" for b in mac_bytes(body.mac))
         except ValueError:

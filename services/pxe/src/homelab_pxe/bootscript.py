@@ -24,7 +24,8 @@ class BootInfo(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    action: Literal["install", "local"]
+    #: ``wait``: pending, but no install window is armed (or it was used): no seed URL, ask again later.
+    action: Literal["install", "local", "wait"]
     machine: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
     arch: str = Field(default="amd64", pattern=r"^[a-z0-9_]{1,16}$")
     seed_url: str | None = Field(default=None, pattern=_SAFE_URL)

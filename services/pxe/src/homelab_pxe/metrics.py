@@ -20,7 +20,8 @@ for _port in ("dhcp", "proxy"):
     DHCP_PACKETS.labels(_port)
 for _result in ("complete", "probe", "failed"):
     TFTP_TRANSFERS.labels(_result)
-for _action in ("install", "local", "ignore", "retry"):
+for _action in ("install", "local", "ignore", "retry", "wait"):
     BOOT_SCRIPTS.labels(_action)
 for _reason in ("not-a-request", "not-pxe", "not-for-us", "message-type", "unsupported-arch"):
     IGNORED.labels(_reason)
+WAKES_REFUSED = Counter("homelab_pxe_wol_refused_total", "Wake-on-LAN requests refused: not from a trusted source")

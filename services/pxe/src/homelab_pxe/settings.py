@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -59,6 +59,9 @@ class Settings(ServiceSettings):
     reply_address: IPv4Address = IPv4Address("255.255.255.255")
     client_port: int = Field(default=68, ge=1, le=65535)
 
+    #: Who may ask for Wake-on-LAN besides this host itself (JSON list of CIDRs): the same rule as autoinstall's
+    #: HOMELAB_AUTOINSTALL_TRUSTED_NETWORKS. Never the LAN: anyone on it can take its addresses.
+    trusted_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
     #: Wake-on-LAN target; default: the directed broadcast of the serving LAN.
     wol_broadcast: IPv4Address | None = None
     wol_port: int = Field(default=9, ge=1, le=65535)

@@ -1,8 +1,12 @@
-"""Who may ask for boot decisions (they carry seed URLs, which grant the k3s token) and request reinstalls.
+"""Who may use the provisioning services' management calls: boot decisions (they carry seed URLs), arming an
+install window, reinstall and Wake-on-LAN — the same rule in autoinstall and pxe.
 
-By default only this host itself: pxe runs beside autoinstall (same host or network namespace), while any other
-device on the LAN could otherwise reset a machine to pending and read its new seed URL. ``is_local`` decides
-"this host" by trying to bind the address: only the host's own addresses can be bound.
+By default only this host itself: pxe runs beside autoinstall (same host or network namespace) and `task up` on the
+controller, while any other device on the LAN could otherwise arm a machine and read its seed URL. ``is_local``
+decides "this host" by trying to bind the address: only the host's own addresses can be bound. A LAN host cannot
+pass as one of them: Linux drops packets arriving from outside with a local source address (martian source, unless
+``accept_local``), so a spoofed TCP handshake never completes. Extra trusted networks (a pod network) must never
+include the LAN, whose addresses anyone on it can take.
 """
 
 from __future__ import annotations

@@ -302,8 +302,7 @@ def test_up_at_a_terminal_without_a_site_file_runs_the_wizard_first(tmp_path: Pa
     answers = [
         "home.arpa",
         "Etc/UTC",
-        "eth9",
-        "198.51.100.0/24",
+        "198.51.100.0/24",  # no interface here is on it: the interface question is skipped
         "198.51.100.1",
         "",
         KEY,

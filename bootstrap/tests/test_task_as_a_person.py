@@ -342,3 +342,18 @@ def test_up_help_explains_site_state_autoinstall_url_and_git_port(tmp_path: Path
     assert "where up keeps its state" in text
     assert "autoinstall service it starts" in text
     assert "serves the GitOps repository to the cluster (default: 8418)" in text
+
+
+def test_pxe_is_told_whether_arm64_machines_boot_so_it_warns_about_snp_efi_only_then(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "site.example.yaml").read_text())
+    opts = up.Options(site_path=REPO / "site.example.yaml", state=tmp_path, source=REPO)
+    assert (
+        up.boot_service_env(opts, load_site(REPO / "site.example.yaml"), "192.168.1.5")["pxe"][
+            "HOMELAB_PXE_ARM64_MACHINES"
+        ]
+        == "false"
+    )
+    data["machines"][-1]["arch"] = "arm64"
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(data))
+    env = up.boot_service_env(opts, load_site(tmp_path / "site.yaml"), "192.168.1.5")["pxe"]
+    assert env["HOMELAB_PXE_ARM64_MACHINES"] == "true"

@@ -196,6 +196,8 @@ def boot_service_env(opts: Options, site: Site, address: str) -> dict[str, dict[
         "HOMELAB_PXE_HTTP_PORT": str(PXE_PORT),
         "HOMELAB_PXE_AUTOINSTALL_URL": f"http://127.0.0.1:{AUTOINSTALL_PORT}",
         "HOMELAB_PXE_ASSETS_DIR": str((opts.state / "pxe-assets").resolve()),
+        # no warning about a missing arm64 boot file unless the inventory has an arm64 machine
+        "HOMELAB_PXE_ARM64_MACHINES": str(any(m.arch == "arm64" for m in site.machines)).lower(),
     }
     if site.lan.interface:
         pxe["HOMELAB_PXE_INTERFACE"] = site.lan.interface

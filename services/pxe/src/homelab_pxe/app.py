@@ -212,7 +212,8 @@ def start_servers(app: Flask) -> Servers:
     if s.tftp_enabled:
         if not s.tftp_root.is_dir():
             raise SettingsError(f"pxe: invalid settings: HOMELAB_PXE_TFTP_ROOT={s.tftp_root}: not a directory")
-        for name in sorted({s.bootfile_bios, s.bootfile_efi_ia32, s.bootfile_efi_x64, s.bootfile_efi_arm64}):
+        wanted = {s.bootfile_bios, s.bootfile_efi_ia32, s.bootfile_efi_x64}
+        for name in sorted(wanted | ({s.bootfile_efi_arm64} if s.arm64_machines else set())):
             try:
                 resolve(s.tftp_root, name)
             except PathRefused as refused:  # e.g. Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi: copy with cp -L

@@ -47,6 +47,9 @@ class Settings(ServiceSettings):
     bootfile_efi_ia32: str = Field(default="ipxe.efi", pattern=_FILE_NAME)
     bootfile_efi_x64: str = Field(default="ipxe.efi", pattern=_FILE_NAME)
     bootfile_efi_arm64: str = Field(default="snp.efi", pattern=_FILE_NAME)
+    #: Whether arm64 machines boot from here. Debian ships no arm64 iPXE, so its boot file is often absent: the
+    #: start-up check warns about it only when this is true (`task up` sets it from the inventory's ``arch``).
+    arm64_machines: bool = True
 
     dhcp_enabled: bool = True
     tftp_enabled: bool = True

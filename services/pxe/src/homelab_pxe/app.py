@@ -221,9 +221,9 @@ def start_servers(app: Flask) -> Servers:
                     "boot file cannot be served from the TFTP root",
                     extra={"file": name, "root": str(s.tftp_root), "reason": refused.reason},
                 )
-        tftp = TftpService(s.tftp_root, str(s.bind_address), s.tftp_port)
+        tftp = TftpService(s.tftp_root, str(s.bind_address), s.tftp_port, workers=s.tftp_workers)
         tftp.start()
         servers["tftp"] = tftp
-        health(app).add("tftp", lambda: None if tftp.server.is_running.is_set() else "TFTP server not running")
+        health(app).add("tftp", lambda: None if tftp.running else "TFTP server not running")
     app.extensions["homelab_pxe.servers"] = servers
     return servers

@@ -253,8 +253,11 @@ class TftpService:
     which runs tftpy's session (:class:`_GuardedContext`) on its own socket. A worker that dies is replaced.
     """
 
-    def __init__(self, root: Path, bind: str = "0.0.0.0", port: int = 69, *, workers: int = 4) -> None:
+    def __init__(
+        self, root: Path, bind: str = "0.0.0.0", port: int = 69, *, workers: int = 4, max_sessions: int = MAX_SESSIONS
+    ) -> None:
         self.root = root
+        self.max_sessions = max_sessions
         self.bind = bind
         self.requested_port = port
         self.worker_count = workers
@@ -346,7 +349,7 @@ class TftpService:
             with self._lock:
                 if (host, port) in self._active:
                     continue  # the client repeated its request: its session is already answering
-                if len(self._active) >= MAX_SESSIONS:
+                if len(self._active) >= self.max_sessions:
                     _count("TFTP_ERRORS", "busy")
                     log.warning("TFTP request refused: too many transfers", extra={"client": f"{host}:{port}"})
                     self._sock.sendto(struct.pack("!HH", 5, 0) + b"server busy, retry\0", (host, port))

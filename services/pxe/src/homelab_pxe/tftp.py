@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import select
+import signal
 import socket
 import struct
 import tempfile
@@ -175,25 +176,34 @@ def _worker(root: str, requests: Connection, events: Connection, timeout: float,
     ``("done", host, port)`` when a session ends, so the service knows each worker's load.
     """
     global _sink
-    _sink = events.send
+
+    def send(event: Event) -> None:
+        with contextlib.suppress(OSError):  # the service process is gone: nothing left to tell
+            events.send(event)
+
+    _sink = send
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C at a terminal is the service's to handle, not ours
     log.setLevel(level)
     logging.getLogger("tftpy").setLevel(logging.CRITICAL if level > logging.DEBUG else logging.DEBUG)
     files = _Files(Path(root))
     sessions: dict[socket.socket, _GuardedContext] = {}
     with tempfile.TemporaryDirectory(prefix="homelab-pxe-tftp-") as empty:
-        events.send(("ready",))
+        send(("ready",))
 
         def finish(context: _GuardedContext) -> None:
             sessions.pop(context.sock, None)
             context.end()
-            events.send(("done", context.host, context.port))
+            send(("done", context.host, context.port))
 
         while True:
             watched: list[Any] = [requests, *sessions]
             ready = select.select(watched, [], [], timeout)[0]
             for source in ready:
                 if source is requests:
-                    request = requests.recv()
+                    try:
+                        request = requests.recv()
+                    except EOFError:  # the service process is gone without a word
+                        request = None
                     if request is None:  # the service stops
                         for context in list(sessions.values()):
                             finish(context)

@@ -37,10 +37,16 @@ SCRIPT = Path(sys.executable).parent / "homelab-bootstrap"
 class Terminal:
     """A real `homelab-bootstrap` process on a pseudo-terminal: type lines, read the screen, press Ctrl-C."""
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], program: Path = SCRIPT) -> None:
         self.master, slave = pty.openpty()
         self.proc = subprocess.Popen(
-            [str(SCRIPT), *argv], stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env={**os.environ, **env}
+            [str(program), *argv],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            env={**os.environ, **env},
+            start_new_session=True,  # its own process group, as a shell gives a foreground job
         )
         os.close(slave)
         self.screen = ""
@@ -179,6 +185,22 @@ def test_ctrl_c_in_the_wizard_ends_with_one_line_and_writes_nothing(tmp_path: Pa
     last = term.screen.strip().splitlines()[-1]
     assert last == f"configure: stopped (Ctrl-C); nothing written to {site}. Run ./task configure to start again."
     assert not site.exists()
+
+
+def test_ctrl_c_in_task_configure_is_one_line_from_the_task_wrapper_too(tmp_path: Path) -> None:
+    """`./task configure`, Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group."""
+    site = tmp_path / "site.yaml"
+    term = Terminal(["configure", "--", "--site", str(site)], tmp_path, {}, program=REPO / "task")
+    try:
+        term.wait_for("DNS domain", timeout=120)
+        os.killpg(term.proc.pid, signal.SIGINT)
+        code = term.finish()
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+    assert code == 130, term.screen
+    assert "task:" not in term.screen  # none of go-task's "Signal received" / "Failed to run task"
+    assert term.screen.strip().splitlines()[-1].startswith("configure: stopped (Ctrl-C); nothing written")
 
 
 def _kubeconfig(path: Path, port: int) -> Path:

@@ -229,6 +229,10 @@ def _worker(root: str, requests: Connection, events: Connection, timeout: float,
                     context.timeout_expectACK = True
                 except TftpShared.TftpException:
                     finish(context)
+                except Exception as exc:  # e.g. a send error: this session ends, the worker's others go on
+                    _count("TFTP_ERRORS", "server")
+                    _say(logging.ERROR, "TFTP session failed", client=f"{context.host}:{context.port}", error=str(exc))
+                    finish(context)
             now = time.time()
             for context in list(sessions.values()):
                 try:
@@ -238,7 +242,8 @@ def _worker(root: str, requests: Connection, events: Connection, timeout: float,
                     if context.retry_count >= context.retries:
                         finish(context)
                     else:
-                        context.state.resendLast()
+                        with contextlib.suppress(OSError):  # a failed resend is one more timeout
+                            context.state.resendLast()
 
 
 #: Sessions served at once; a request beyond this gets TFTP error 0 "busy" (a flood of requests cannot exhaust

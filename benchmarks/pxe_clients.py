@@ -232,7 +232,7 @@ def run_clients(count: int, expected_size: int) -> list[dict[str, Any]]:
     return sorted(outcomes, key=lambda o: o["client"])
 
 
-def wait_until_serving(expected_size: int, deadline_s: float = 60) -> None:
+def wait_until_serving(expected_size: int, deadline_s: float = 180) -> None:
     """One probe client until the server answers (both servers take a moment to bind)."""
     deadline = time.monotonic() + deadline_s
     while True:

@@ -70,6 +70,7 @@ def make_settings(dirs: tuple[Path, Path], autoinstall_url: str, **overrides: An
         "assets_dir": assets,
         "tftp_root": tftp,
         "kernel_args": "console=ttyS0",
+        "tftp_workers": 1,  # no transfers here: one worker process starts fastest
         **overrides,
     }
     return load_settings(Settings, **values)

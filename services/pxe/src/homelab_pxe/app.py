@@ -1,8 +1,8 @@
 """The pxe service's HTTP side (boot scripts, assets, iPXE binaries, Wake-on-LAN) and its background servers.
 
-``create_app`` builds the Flask app only; ``start_servers`` starts proxyDHCP and TFTP threads beside it. ``main``
-calls both inside gunicorn's worker (the one process that holds the metrics), so ``/metrics`` shows DHCP and TFTP
-counters too. Tests start whichever part they need.
+``create_app`` builds the Flask app only; ``start_servers`` starts the proxyDHCP thread and the TFTP listener
+(whose worker processes report back to it) beside it. ``main`` calls both inside gunicorn's worker (the one process
+that holds the metrics), so ``/metrics`` shows DHCP and TFTP counters too. Tests start whichever part they need.
 """
 
 from __future__ import annotations

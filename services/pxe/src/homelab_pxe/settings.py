@@ -59,7 +59,7 @@ class Settings(ServiceSettings):
     proxy_port: int = Field(default=4011, ge=0, le=65535)
     tftp_port: int = Field(default=69, ge=0, le=65535)
     #: TFTP worker processes: transfers are spread over them (one Python loop for 20 machines at once was slow).
-    tftp_workers: int = Field(default=4, ge=1, le=32)
+    tftp_workers: int = Field(default=2, ge=1, le=32)
     #: Where OFFERs to port-67 requests go (clients have no address yet), and the client port.
     reply_address: IPv4Address = IPv4Address("255.255.255.255")
     client_port: int = Field(default=68, ge=1, le=65535)

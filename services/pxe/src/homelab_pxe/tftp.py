@@ -269,7 +269,7 @@ class TftpService:
     """
 
     def __init__(
-        self, root: Path, bind: str = "0.0.0.0", port: int = 69, *, workers: int = 4, max_sessions: int = MAX_SESSIONS
+        self, root: Path, bind: str = "0.0.0.0", port: int = 69, *, workers: int = 2, max_sessions: int = MAX_SESSIONS
     ) -> None:
         self.root = root
         self.max_sessions = max_sessions

@@ -32,11 +32,13 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-SERVER_NS, CLIENT_NS = "pxebench-srv", "pxebench-cli"
-SERVER_IF, CLIENT_IF = "pxeb-srv", "pxeb-cli"
+# Unique per run (the parent's PID, handed to the client processes) so concurrent runs on one host never collide.
+RUN_ID = os.environ.setdefault("PXEBENCH_RUN_ID", str(os.getpid()))
+SERVER_NS, CLIENT_NS = f"pxebench-srv-{RUN_ID}", f"pxebench-cli-{RUN_ID}"
+SERVER_IF, CLIENT_IF = f"pxbs{RUN_ID}"[:15], f"pxbc{RUN_ID}"[:15]
 SERVER_IP, CLIENT_IP, NET = "10.98.0.2", "10.98.0.10", "10.98.0.0"
 ROOT = Path(__file__).resolve().parents[1]
-CAPTURE = ROOT.parent / "shared" / "reference" / "pcap" / "ovmf-edk2-pxe-then-ipxe.pcap"
+CAPTURE = ROOT / "services" / "pxe" / "tests" / "fixtures" / "pcap" / "ovmf-edk2-pxe-then-ipxe.pcap"
 BOOT_FILE = Path("/usr/lib/ipxe/ipxe.efi")
 
 
@@ -230,7 +232,7 @@ def run_clients(count: int, expected_size: int) -> list[dict[str, Any]]:
     return sorted(outcomes, key=lambda o: o["client"])
 
 
-def wait_until_serving(expected_size: int, deadline_s: float = 60) -> None:
+def wait_until_serving(expected_size: int, deadline_s: float = 180) -> None:
     """One probe client until the server answers (both servers take a moment to bind)."""
     deadline = time.monotonic() + deadline_s
     while True:

@@ -24,7 +24,12 @@ from homelab_common.testing import free_port
 REPO = Path(__file__).resolve().parents[2]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHn0dWkYkYf7bYV3N2W5r7mB0wq1eHj2sH0o8s5s2Jx1 admin@laptop"
 FOUND = configure.Detected(
-    interface="enp3s0", address="192.168.7.5", subnet="192.168.7.0/24", gateway="192.168.7.1", ssh_keys=[KEY]
+    interface="enp3s0",
+    address="192.168.7.5",
+    subnet="192.168.7.0/24",
+    gateway="192.168.7.1",
+    ssh_keys=[KEY],
+    addresses=[("lo", "127.0.0.1/8"), ("enp3s0", "192.168.7.5/24"), ("wg0", "10.8.0.2/24")],
 )
 
 
@@ -38,10 +43,10 @@ def test_wizard_takes_detected_defaults_reasks_bad_answers_and_writes_a_valid_si
         [
             "",  # domain: home.arpa
             "Europe/Berlin",
-            "",  # interface: detected
             "",  # subnet: detected
             "",  # gateway: detected
             "",  # dns: the gateway
+            "",  # interface: the one with an address in the subnet
             "",  # ssh key: detected
             "",  # api vip: .40
             "",  # load balancer range: .50-.70
@@ -300,8 +305,7 @@ def test_up_at_a_terminal_without_a_site_file_runs_the_wizard_first(tmp_path: Pa
     answers = [
         "home.arpa",
         "Etc/UTC",
-        "eth9",
-        "198.51.100.0/24",
+        "198.51.100.0/24",  # no interface here is on it: the interface question is skipped
         "198.51.100.1",
         "",
         KEY,

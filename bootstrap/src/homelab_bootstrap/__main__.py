@@ -104,8 +104,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not site_path.is_file() and sys.stdin.isatty():
         print(f"up: no site file at {site_path}; starting the configuration wizard (./task configure)")
         ns = argparse.Namespace(site=str(site_path), non_interactive=False, force=False)
-        if configure.configure(ns, sys.stdin, sys.stdout) != 0:
-            return 1
+        code = configure.configure(ns, sys.stdin, sys.stdout)
+        if code != 0:
+            return code
     state = Path(args.state)
     opts = up.Options(
         site_path=site_path,
@@ -183,15 +184,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         # The lab's machines run the stand-in installer (a real Ubuntu install and k3s need the internet and, to
         # finish in reasonable time, KVM): its metal stage is the whole of what it can prove.
         stages = stages[:1]
-    with server, opts.cleanup:
-        try:
-            up.run_stages(stages, print, state / "up-timings.json")
-        except (job.BootstrapError, up.PreflightError, RuntimeError, SiteError, KubeConfigError) as exc:
-            print(f"up: {exc}", file=sys.stderr)
-            return 1
-        except ApiException as exc:
-            print(f"up: the Kubernetes API refused a request: {exc.status} {exc.reason}", file=sys.stderr)
-            return 1
+    try:
+        with server, opts.cleanup:
+            try:
+                up.run_stages(stages, print, state / "up-timings.json")
+            except (job.BootstrapError, up.PreflightError, RuntimeError, SiteError, KubeConfigError) as exc:
+                print(f"up: {exc}", file=sys.stderr)
+                return 1
+            except ApiException as exc:
+                print(f"up: the Kubernetes API refused a request: {exc.status} {exc.reason}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt as exc:  # after the with: the server and the lab are stopped by now
+        print(up.interrupted(getattr(exc, "stage", None), opts), file=sys.stderr)
+        return 130
     if opts.lab and not byo:
         print(
             f"up: virtual lab: {len(site.machines)} machine(s) PXE-booted and installed through pxe + autoinstall. "
@@ -210,25 +215,42 @@ def parser() -> argparse.ArgumentParser:
     configure.add_arguments(p)
     p.set_defaults(func=cmd_configure)
     p = sub.add_parser("up", help="metal -> cluster -> bootstrap -> apps")
-    p.add_argument("--site", default="site.yaml")
-    p.add_argument("--state", default=".cache/homelab")
+    p.add_argument(
+        "--site",
+        default="site.yaml",
+        help="the site file (default: site.yaml; at a terminal, the configuration wizard writes it when missing)",
+    )
+    p.add_argument(
+        "--state",
+        default=".cache/homelab",
+        help="where up keeps its state: kubeconfig, logs, the GitOps repository, timings (default: .cache/homelab)",
+    )
     p.add_argument("--kubeconfig", help="bring your own cluster: skip metal and cluster")
     p.add_argument("--lab", action="store_true", help="virtual lab: QEMU machines instead of hardware")
-    p.add_argument("--autoinstall-url", default="http://127.0.0.1:8081")
-    p.add_argument("--git-port", type=int, default=up.GIT_PORT)
+    p.add_argument(
+        "--autoinstall-url",
+        default="http://127.0.0.1:8081",
+        help="where up reaches the autoinstall service it starts on this controller (default: %(default)s)",
+    )
+    p.add_argument(
+        "--git-port",
+        type=int,
+        default=up.GIT_PORT,
+        help="port on which this controller serves the GitOps repository to the cluster (default: %(default)s)",
+    )
     p.add_argument("--ssh-user", default="homelab", help="admin user on the machines (autoinstall's username)")
     p.add_argument("--advertise", help="controller address the cluster clones from (default: detected)")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("job", help="the bootstrap steps, as the in-cluster Job runs them")
-    p.add_argument("--site", default="/etc/homelab/site.yaml")
-    p.add_argument("--state", default="/var/lib/homelab-bootstrap")
+    p.add_argument("--site", default="/etc/homelab/site.yaml", help="the site file (default: %(default)s)")
+    p.add_argument("--state", default="/var/lib/homelab-bootstrap", help="the Job's work folder (default: %(default)s)")
     p.add_argument("--repo-url", help="the GitOps repository Argo CD reads now (the controller's server)")
     p.add_argument("--gitea-url", help="Gitea's in-cluster URL, e.g. http://gitea-http.gitea.svc:3000")
     p.add_argument("--poll-seconds", type=float, default=10.0, help="how often to look at the Applications")
     p.set_defaults(func=cmd_job)
     p = sub.add_parser("render", help="write values-site.yaml into every app folder of a tree")
-    p.add_argument("--site", default="site.yaml")
-    p.add_argument("--tree", default=".")
+    p.add_argument("--site", default="site.yaml", help="the site file (default: site.yaml)")
+    p.add_argument("--tree", default=".", help="a copy of this repository to write into (default: .)")
     p.set_defaults(func=cmd_render)
     return top
 
@@ -237,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
+    except KeyboardInterrupt:
+        print(f"\nhomelab-bootstrap {args.command}: stopped (Ctrl-C); run it again to resume", file=sys.stderr)
+        return 130
     except SiteError as exc:
         print(f"homelab-bootstrap: {exc}", file=sys.stderr)
         return 2

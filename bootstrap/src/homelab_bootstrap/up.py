@@ -43,6 +43,14 @@ class PreflightError(RuntimeError):
     """Something to fix before `task up` can start; the message says what."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a stage; ``stage`` names it (the one-line message says what was stopped)."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
+
+
 @dataclass
 class Options:
     site_path: Path
@@ -191,6 +199,8 @@ def boot_service_env(opts: Options, site: Site, address: str) -> dict[str, dict[
         "HOMELAB_PXE_HTTP_PORT": str(PXE_PORT),
         "HOMELAB_PXE_AUTOINSTALL_URL": f"http://127.0.0.1:{AUTOINSTALL_PORT}",
         "HOMELAB_PXE_ASSETS_DIR": str((opts.state / "pxe-assets").resolve()),
+        # no warning about a missing arm64 boot file unless the inventory has an arm64 machine
+        "HOMELAB_PXE_ARM64_MACHINES": str(any(m.arch == "arm64" for m in site.machines)).lower(),
     }
     if site.lan.interface:
         pxe["HOMELAB_PXE_INTERFACE"] = site.lan.interface
@@ -377,7 +387,10 @@ def run_stages(stages: list[Stage], say: Callable[[str], None], timings: Path) -
     total = time.monotonic()
     for index, stage in enumerate(stages, 1):
         started = time.monotonic()
-        reason = stage.done()
+        try:
+            reason = stage.done()
+        except KeyboardInterrupt:
+            raise Interrupted(stage.name) from None
         if reason:
             say(f"[{index}/{len(stages)}] {stage.name}: skipped, already done ({reason})")
             record["stages"][stage.name] = {"skipped": True, "seconds": round(time.monotonic() - started, 1)}
@@ -387,10 +400,14 @@ def run_stages(stages: list[Stage], say: Callable[[str], None], timings: Path) -
                 stage.run()
             except BaseException as exc:
                 took = time.monotonic() - started
-                record["stages"][stage.name] = {"skipped": False, "seconds": round(took, 1), "failed": str(exc)}
+                stopped = isinstance(exc, KeyboardInterrupt)
+                outcome = {"interrupted": True} if stopped else {"failed": str(exc)}
+                record["stages"][stage.name] = {"skipped": False, "seconds": round(took, 1), **outcome}
                 timings.parent.mkdir(parents=True, exist_ok=True)
                 timings.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-                say(f"[{index}/{len(stages)}] {stage.name}: failed after {took:.0f}s")
+                say(f"[{index}/{len(stages)}] {stage.name}: {'interrupted' if stopped else 'failed'} after {took:.0f}s")
+                if stopped:
+                    raise Interrupted(stage.name) from None
                 raise
             took = time.monotonic() - started
             record["stages"][stage.name] = {"skipped": False, "seconds": round(took, 1)}
@@ -402,6 +419,20 @@ def run_stages(stages: list[Stage], say: Callable[[str], None], timings: Path) -
     minutes = record["total_seconds"] / 60
     say(f"up: finished in {minutes:.1f} min (goal: under 60 from empty disks; timings in {timings})")
     return record
+
+
+def interrupted(stage: str | None, opts: Options) -> str:
+    """The one line `task up` ends with on Ctrl-C: what was running, what was stopped, how to resume."""
+    if stage is None:
+        return "up: stopped (Ctrl-C) before any stage started; nothing was changed. Run ./task up again to start."
+    stopped = ["the GitOps repository server"]
+    if stage == "metal":
+        lab = "the virtual lab's VMs and network" if opts.lab else "the boot services (pxe, autoinstall)"
+        stopped.insert(0, lab)
+    return (
+        f"up: stopped (Ctrl-C) during the {stage} stage; stopped {' and '.join(stopped)}. Run ./task up again to "
+        f"resume: finished stages are skipped (timings in {opts.state / 'up-timings.json'})."
+    )
 
 
 def controller_address(site: Site) -> str:

@@ -70,6 +70,7 @@ def make_settings(dirs: tuple[Path, Path], autoinstall_url: str, **overrides: An
         "assets_dir": assets,
         "tftp_root": tftp,
         "kernel_args": "console=ttyS0",
+        "tftp_workers": 1,  # no transfers here: one worker process starts fastest
         **overrides,
     }
     return load_settings(Settings, **values)
@@ -350,3 +351,24 @@ def test_empty_optional_variables_mean_detect(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv(f"HOMELAB_PXE_{name}", "")
     settings = load_settings(Settings)
     assert (settings.lan, settings.interface, settings.server_ip, settings.http_url) == (None, None, None, None)
+
+
+@pytest.mark.parametrize(("arm64_machines", "warned"), [(True, True), (False, False)])
+def test_missing_arm64_boot_file_is_warned_about_only_when_arm64_machines_boot_here(
+    dirs: tuple[Path, Path], caplog: pytest.LogCaptureFixture, arm64_machines: bool, warned: bool
+) -> None:
+    _, tftp = dirs
+    (tftp / "undionly.kpxe").write_bytes(b"kpxe")  # the amd64 files are all there; snp.efi is not
+    settings = make_settings(
+        dirs,
+        "http://127.0.0.1:1",
+        dhcp_enabled=False,
+        bind_address="127.0.0.1",
+        tftp_port=0,
+        arm64_machines=arm64_machines,
+    )
+    servers = start_servers(create_app(settings))
+    for server in servers.values():
+        server.stop()
+    missing = [r for r in caplog.records if r.getMessage() == "boot file cannot be served from the TFTP root"]
+    assert [getattr(r, "file", None) for r in missing] == (["snp.efi"] if warned else [])

@@ -220,3 +220,43 @@ def test_malformed_option_is_counted(tftp: TftpService) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(b"\x00\x01ipxe.efi\x00octet\x00blksize\x00abc\x00", ("127.0.0.1", tftp.port))
     wait_for(lambda: counter("homelab_pxe_tftp_errors_total", reason="malformed") == before + 1, "the count")
+
+
+def test_a_worker_process_that_dies_is_replaced_and_serving_goes_on(root: Path, tmp_path: Path) -> None:
+    service = TftpService(root, bind="127.0.0.1", port=0, workers=2)
+    service.start()
+    try:
+        before = counter("homelab_pxe_tftp_errors_total", reason="server")
+        victim = service._workers[0].process
+        os.kill(victim.pid, 9)  # type: ignore[arg-type]
+        wait_for(lambda: victim not in [w.process for w in service._workers], "the replacement", timeout=120)
+        assert service.running
+        assert counter("homelab_pxe_tftp_errors_total", reason="server") == before + 1
+        for i in range(3):  # whichever worker gets them
+            client(service, blksize=1468).download("ipxe.efi", str(tmp_path / f"{i}.efi"), timeout=5)
+            assert (tmp_path / f"{i}.efi").read_bytes() == (root / "ipxe.efi").read_bytes()
+    finally:
+        service.stop()
+    assert not service.running
+
+
+def test_requests_beyond_the_session_limit_get_a_busy_error(root: Path) -> None:
+    service = TftpService(root, bind="127.0.0.1", port=0, workers=1, max_sessions=1)
+    service.start()
+    before = counter("homelab_pxe_tftp_errors_total", reason="busy")
+    try:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second,
+        ):
+            first.settimeout(10)
+            second.settimeout(10)
+            first.sendto(b"\x00\x01ipxe.efi\x00octet\x00", ("127.0.0.1", service.port))
+            assert first.recv(2048)[:2] == b"\x00\x03"  # DATA block 1, left unacknowledged: the session stays
+            second.sendto(b"\x00\x01ipxe.efi\x00octet\x00", ("127.0.0.1", service.port))
+            answer = second.recv(2048)
+        assert answer[:4] == b"\x00\x05\x00\x00"
+        assert b"busy" in answer
+        assert counter("homelab_pxe_tftp_errors_total", reason="busy") == before + 1
+    finally:
+        service.stop()

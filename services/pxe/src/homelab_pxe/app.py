@@ -1,8 +1,8 @@
 """The pxe service's HTTP side (boot scripts, assets, iPXE binaries, Wake-on-LAN) and its background servers.
 
-``create_app`` builds the Flask app only; ``start_servers`` starts proxyDHCP and TFTP threads beside it. ``main``
-calls both inside gunicorn's worker (the one process that holds the metrics), so ``/metrics`` shows DHCP and TFTP
-counters too. Tests start whichever part they need.
+``create_app`` builds the Flask app only; ``start_servers`` starts the proxyDHCP thread and the TFTP listener
+(whose worker processes report back to it) beside it. ``main`` calls both inside gunicorn's worker (the one process
+that holds the metrics), so ``/metrics`` shows DHCP and TFTP counters too. Tests start whichever part they need.
 """
 
 from __future__ import annotations
@@ -223,7 +223,8 @@ def start_servers(app: Flask) -> Servers:
     if s.tftp_enabled:
         if not s.tftp_root.is_dir():
             raise SettingsError(f"pxe: invalid settings: HOMELAB_PXE_TFTP_ROOT={s.tftp_root}: not a directory")
-        for name in sorted({s.bootfile_bios, s.bootfile_efi_ia32, s.bootfile_efi_x64, s.bootfile_efi_arm64}):
+        wanted = {s.bootfile_bios, s.bootfile_efi_ia32, s.bootfile_efi_x64}
+        for name in sorted(wanted | ({s.bootfile_efi_arm64} if s.arm64_machines else set())):
             try:
                 resolve(s.tftp_root, name)
             except PathRefused as refused:  # e.g. Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi: copy with cp -L
@@ -231,9 +232,9 @@ def start_servers(app: Flask) -> Servers:
                     "boot file cannot be served from the TFTP root",
                     extra={"file": name, "root": str(s.tftp_root), "reason": refused.reason},
                 )
-        tftp = TftpService(s.tftp_root, str(s.bind_address), s.tftp_port)
+        tftp = TftpService(s.tftp_root, str(s.bind_address), s.tftp_port, workers=s.tftp_workers)
         tftp.start()
         servers["tftp"] = tftp
-        health(app).add("tftp", lambda: None if tftp.server.is_running.is_set() else "TFTP server not running")
+        health(app).add("tftp", lambda: None if tftp.running else "TFTP server not running")
     app.extensions["homelab_pxe.servers"] = servers
     return servers

@@ -47,6 +47,9 @@ class Settings(ServiceSettings):
     bootfile_efi_ia32: str = Field(default="ipxe.efi", pattern=_FILE_NAME)
     bootfile_efi_x64: str = Field(default="ipxe.efi", pattern=_FILE_NAME)
     bootfile_efi_arm64: str = Field(default="snp.efi", pattern=_FILE_NAME)
+    #: Whether arm64 machines boot from here. Debian ships no arm64 iPXE, so its boot file is often absent: the
+    #: start-up check warns about it only when this is true (`task up` sets it from the inventory's ``arch``).
+    arm64_machines: bool = True
 
     dhcp_enabled: bool = True
     tftp_enabled: bool = True
@@ -55,6 +58,8 @@ class Settings(ServiceSettings):
     dhcp_port: int = Field(default=67, ge=0, le=65535)
     proxy_port: int = Field(default=4011, ge=0, le=65535)
     tftp_port: int = Field(default=69, ge=0, le=65535)
+    #: TFTP worker processes: transfers are spread over them (one Python loop for 20 machines at once was slow).
+    tftp_workers: int = Field(default=2, ge=1, le=32)
     #: Where OFFERs to port-67 requests go (clients have no address yet), and the client port.
     reply_address: IPv4Address = IPv4Address("255.255.255.255")
     client_port: int = Field(default=68, ge=1, le=65535)

@@ -229,6 +229,7 @@ def download(url: str, part: Path, progress: Callable[[int, int | None], None] |
 
     A connection that ends early raises AssetsError and keeps ``part``: the next run resumes it.
     """
+    name = url.rsplit("/", 1)[-1]
     offset = part.stat().st_size if part.exists() else 0
     response = _open(url, offset, timeout)
     if response is None:
@@ -248,12 +249,11 @@ def download(url: str, part: Path, progress: Callable[[int, int | None], None] |
                         progress(start + received, total)
         except (OSError, http.client.HTTPException) as exc:
             raise AssetsError(
-                f"{part.name.removesuffix('.part')}: download interrupted at {(start + received) / 1e6:.1f} MB "
-                f"({exc}): run again to resume"
+                f"{name}: download interrupted at {(start + received) / 1e6:.1f} MB ({exc}): run again to resume"
             ) from None
     if total is not None and start + received < total:
         raise AssetsError(
-            f"{part.name.removesuffix('.part')}: download stopped at {start + received} of {total} bytes "
+            f"{name}: download stopped at {start + received} of {total} bytes "
             "(the connection closed early): run again to resume"
         )
     return received
@@ -270,14 +270,14 @@ def _sha256(path: Path) -> str:
 # ------------------------------------------------------------------------------------------------ extraction
 
 
-def extract_casper(iso: Path, target: Path) -> None:
+def extract_casper(iso: Path, target: Path, label: str) -> None:
     """``casper/vmlinuz`` and ``casper/initrd`` of the live-server ISO into ``target`` (Rock Ridge or Joliet names,
     else plain ISO 9660)."""
     image = pycdlib.PyCdlib()
     try:
         image.open(str(iso))
     except (PyCdlibException, OSError) as exc:
-        raise AssetsError(f"{iso.name}: not a readable ISO 9660 image ({exc})") from None
+        raise AssetsError(f"{label}: not a readable ISO 9660 image ({exc})") from None
     try:
         for member, name in (("casper/vmlinuz", KERNEL_ASSET), ("casper/initrd", INITRD_ASSET)):
             if image.has_rock_ridge():
@@ -290,7 +290,7 @@ def extract_casper(iso: Path, target: Path) -> None:
                 with (target / name).open("wb") as out:
                     image.get_file_from_iso_fp(out, **where)
             except PyCdlibException:
-                raise AssetsError(f"{iso.name}: no {member} in it (not an Ubuntu live-server image?)") from None
+                raise AssetsError(f"{label}: no {member} in it (not an Ubuntu live-server image?)") from None
     finally:
         image.close()
 
@@ -368,7 +368,7 @@ def ensure(
         extracted.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=extracted.parent))
         try:
-            extract_casper(iso, staging)
+            extract_casper(iso, staging, source.iso_name)
             staging.replace(extracted)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

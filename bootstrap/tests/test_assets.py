@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -240,3 +241,30 @@ def test_shipped_key_is_ubuntus_cd_image_signing_key() -> None:
     assert f"fpr:::::::::{assets.UBUNTU_CD_FINGERPRINT}:" in shown.splitlines()
     assert "Ubuntu CD Image Automatic Signing Key (2012) <cdimage@ubuntu.com>" in shown
     assert assets.Trust.ubuntu().fingerprint == "843938DF228D22F7B3742BC0D94AA3F0EFE21092"
+
+
+def test_a_long_error_is_one_line_and_the_rest_goes_to_a_file(tmp_path: Path) -> None:
+    from homelab_bootstrap.up import error_line
+
+    assert error_line(AssetsError("x.iso: bad"), tmp_path) == "x.iso: bad"
+    line = error_line(RuntimeError("qemu lab1 exited with 1; see the log\nlast output:\nboom"), tmp_path)
+    assert line == f"qemu lab1 exited with 1; see the log (the whole message: {tmp_path / 'up-error.log'})"
+    assert (tmp_path / "up-error.log").read_text().endswith("last output:\nboom\n")
+
+
+def test_assets_command_trusts_only_ubuntus_key(release: Release, mirror: str, tmp_path: Path) -> None:
+    """The real CLI, pointed at a mirror whose SUMS a throwaway key signed: refused in one line, nothing served."""
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(json.dumps({**site(None), "installer": {"amd64": {"version": "24.04.9", "url": mirror}}}))
+    state = tmp_path / "state"
+    err = subprocess.run(  # in a child: main() prints, and the test wants exactly what a user sees
+        [sys.executable, "-c", "import sys; from homelab_bootstrap.__main__ import main; sys.exit(main(sys.argv[1:]))",
+         "assets", "--site", str(site_file), "--state", str(state)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert err.returncode == 1, err.stdout + err.stderr
+    assert err.stderr == (
+        f"assets: SHA256SUMS: signature SHA256SUMS.gpg does not verify: signed by key "
+        f"{release.signer.fingerprint[-16:]}, not by the pinned key {assets.UBUNTU_CD_FINGERPRINT}\n"
+    )
+    assert not (state / "pxe-assets" / "amd64").exists()

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import write_site
+from .conftest import REPO, write_site
 
 BOOTSTRAP = Path(sys.executable).parent / "homelab-bootstrap"
+ISO_URL = "url=http://10.77.0.2:8080/assets/amd64/live-server.iso"
+
+
+def up(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``homelab-bootstrap up --lab`` run in ``cwd`` as if it were the checkout (its tools come from the real one)."""
+    env = {**os.environ, "HOMELAB_SOURCE": str(REPO)}
+    return subprocess.run([str(BOOTSTRAP), "up", "--lab", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)  # fmt: skip
 
 
 def test_up_in_the_virtual_lab_installs_every_machine_and_says_where_it_stops(tmp_path: Path) -> None:
@@ -19,24 +28,43 @@ def test_up_in_the_virtual_lab_installs_every_machine_and_says_where_it_stops(tm
     )
     state = tmp_path / "state"
     before = lab_namespaces()
-    proc = subprocess.run(
-        [str(BOOTSTRAP), "up", "--lab", "--site", str(site), "--state", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    proc = up(tmp_path, "--site", str(site), "--state", str(state))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert "[1/1] metal: starting" in lines
+    assert "[1/2] assets: starting" in lines
+    assert any(line.startswith("assets: amd64 Ubuntu lab-") and " verified " in line for line in lines)
+    assert "[2/2] metal: starting" in lines
     assert "metal: lab1 installed" in lines
     assert "metal: lab2 installed" in lines
-    assert any(line.startswith("[1/1] metal: done in ") for line in lines)
+    assert any(line.startswith("[2/2] metal: done in ") for line in lines)
     assert "cannot install Ubuntu or k3s" in lines[-1]
     timings = json.loads((state / "up-timings.json").read_text())
-    assert timings["stages"]["metal"]["skipped"] is False
-    assert timings["stages"]["metal"]["seconds"] > 0
+    for stage in ("assets", "metal"):
+        assert timings["stages"][stage]["skipped"] is False
+        assert timings["stages"][stage]["seconds"] > 0
+    for name in ("lab1", "lab2"):
+        serial = (state / "lab" / "machines" / name / "serial-0.log").read_text(errors="replace")
+        assert ISO_URL in serial  # booted with the served ISO on its kernel line, and reached it
+        assert f"HOMELAB-INSTALLER: ISO range ok {ISO_URL.removeprefix('url=')}" in serial
     assert lab_namespaces() <= before, "the lab's network namespaces outlived `task up`"
+
+
+def test_up_in_the_virtual_lab_from_a_clean_checkout_with_the_default_state(tmp_path: Path) -> None:
+    """`./task up -- --lab` as a new user runs it: relative site and state paths (dnsmasq changes directory)."""
+    write_site(tmp_path / "site.yaml", [("lab1", "52:54:00:77:10:11", "10.77.0.21")])
+    proc = up(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "metal: lab1 installed" in proc.stdout.splitlines()
+    timings = json.loads((tmp_path / ".cache" / "homelab" / "up-timings.json").read_text())
+    assert set(timings["stages"]) == {"assets", "metal"}
+
+
+def test_a_lab_error_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site.yaml", [("lab1", "52:54:00:77:10:21", "10.77.0.21")])
+    site.write_text(site.read_text().replace("role: server}", "role: server, arch: arm64}"))
+    proc = up(tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr == "up: machine lab1: arch arm64 cannot run in the virtual lab (amd64 only)\n"
 
 
 def lab_namespaces() -> set[str]:

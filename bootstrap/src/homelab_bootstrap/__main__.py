@@ -193,7 +193,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     with server, opts.cleanup:
         try:
             up.run_stages(stages, print, state / "up-timings.json")
-        except (job.BootstrapError, up.PreflightError, RuntimeError, SiteError, KubeConfigError, LabError) as exc:
+        except (
+            job.BootstrapError,
+            up.PreflightError,
+            RuntimeError,
+            SiteError,
+            KubeConfigError,
+            LabError,
+            OSError,
+        ) as exc:
             print(f"up: {up.error_line(exc, state)}", file=sys.stderr)
             return 1
         except ApiException as exc:

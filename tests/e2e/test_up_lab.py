@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REPO, write_site
+from .conftest import CACHE_DIR, REPO, write_site
 
 BOOTSTRAP = Path(sys.executable).parent / "homelab-bootstrap"
 ISO_URL = "url=http://10.77.0.2:8080/assets/amd64/live-server.iso"
@@ -27,6 +28,7 @@ def test_up_in_the_virtual_lab_installs_every_machine_and_says_where_it_stops(tm
         [("lab1", "52:54:00:77:10:01", "10.77.0.21"), ("lab2", "52:54:00:77:10:02", "10.77.0.22")],
     )
     state = tmp_path / "state"
+    reuse_lab_cache(state, builds=False)
     before = lab_namespaces()
     proc = up(tmp_path, "--site", str(site), "--state", str(state))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -49,9 +51,30 @@ def test_up_in_the_virtual_lab_installs_every_machine_and_says_where_it_stops(tm
     assert lab_namespaces() <= before, "the lab's network namespaces outlived `task up`"
 
 
+def reuse_lab_cache(state: Path, builds: bool = True) -> None:
+    """The e2e tests' kernel package (and with ``builds`` the installer and stand-in release built from it), put
+    into this state's lab cache: saves the download and the builds, which the first test here does exercise."""
+    target = state / "lab-cache"
+    target.mkdir(parents=True)
+    patterns = ["linux-image-*.deb", *(["installer-*", "release-*"] if builds else [])]
+    for item in (found for pattern in patterns for found in sorted(CACHE_DIR.glob(pattern))):
+        if item.is_dir():
+            shutil.copytree(item, target / item.name, copy_function=link_or_copy)
+        else:
+            link_or_copy(item, target / item.name)
+
+
+def link_or_copy(source: Path | str, target: Path | str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def test_up_in_the_virtual_lab_from_a_clean_checkout_with_the_default_state(tmp_path: Path) -> None:
     """`./task up -- --lab` as a new user runs it: relative site and state paths (dnsmasq changes directory)."""
     write_site(tmp_path / "site.yaml", [("lab1", "52:54:00:77:10:11", "10.77.0.21")])
+    reuse_lab_cache(tmp_path / ".cache" / "homelab")
     proc = up(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "metal: lab1 installed" in proc.stdout.splitlines()
@@ -62,6 +85,7 @@ def test_up_in_the_virtual_lab_from_a_clean_checkout_with_the_default_state(tmp_
 def test_a_lab_error_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     site = write_site(tmp_path / "site.yaml", [("lab1", "52:54:00:77:10:21", "10.77.0.21")])
     site.write_text(site.read_text().replace("role: server}", "role: server, arch: arm64}"))
+    reuse_lab_cache(tmp_path / ".cache" / "homelab")
     proc = up(tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stderr == "up: machine lab1: arch arm64 cannot run in the virtual lab (amd64 only)\n"

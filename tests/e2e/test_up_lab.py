@@ -22,35 +22,6 @@ def up(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=900, check=False)  # fmt: skip
 
 
-def test_up_in_the_virtual_lab_installs_every_machine_and_says_where_it_stops(tmp_path: Path) -> None:
-    site = write_site(
-        tmp_path / "site.yaml",
-        [("lab1", "52:54:00:77:10:01", "10.77.0.21"), ("lab2", "52:54:00:77:10:02", "10.77.0.22")],
-    )
-    state = tmp_path / "state"
-    reuse_lab_cache(state, builds=False)
-    before = lab_namespaces()
-    proc = up(tmp_path, "--site", str(site), "--state", str(state))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
-    assert "[1/2] assets: starting" in lines
-    assert any(line.startswith("assets: amd64 Ubuntu lab-") and " verified " in line for line in lines)
-    assert "[2/2] metal: starting" in lines
-    assert "metal: lab1 installed" in lines
-    assert "metal: lab2 installed" in lines
-    assert any(line.startswith("[2/2] metal: done in ") for line in lines)
-    assert "cannot install Ubuntu or k3s" in lines[-1]
-    timings = json.loads((state / "up-timings.json").read_text())
-    for stage in ("assets", "metal"):
-        assert timings["stages"][stage]["skipped"] is False
-        assert timings["stages"][stage]["seconds"] > 0
-    for name in ("lab1", "lab2"):
-        serial = (state / "lab" / "machines" / name / "serial-0.log").read_text(errors="replace")
-        assert ISO_URL in serial  # booted with the served ISO on its kernel line, and reached it
-        assert f"HOMELAB-INSTALLER: ISO range ok {ISO_URL.removeprefix('url=')}" in serial
-    assert lab_namespaces() <= before, "the lab's network namespaces outlived `task up`"
-
-
 def reuse_lab_cache(state: Path, builds: bool = True) -> None:
     """The e2e tests' kernel package (and with ``builds`` the installer and stand-in release built from it), put
     into this state's lab cache: saves the download and the builds, which the first test here does exercise."""
@@ -71,15 +42,45 @@ def link_or_copy(source: Path | str, target: Path | str) -> None:
         shutil.copy2(source, target)
 
 
-def test_up_in_the_virtual_lab_from_a_clean_checkout_with_the_default_state(tmp_path: Path) -> None:
-    """`./task up -- --lab` as a new user runs it: relative site and state paths (dnsmasq changes directory)."""
-    write_site(tmp_path / "site.yaml", [("lab1", "52:54:00:77:10:11", "10.77.0.21")])
-    reuse_lab_cache(tmp_path / ".cache" / "homelab")
+def test_up_in_the_virtual_lab_from_a_clean_checkout_installs_every_machine_and_a_rerun_downloads_nothing(
+    tmp_path: Path,
+) -> None:
+    """`./task up -- --lab` as a new user runs it: in the checkout, relative site and state paths (dnsmasq changes
+    directory at start), the installer assets made by the stage from the lab's signed stand-in ISO."""
+    write_site(
+        tmp_path / "site.yaml",
+        [("lab1", "52:54:00:77:10:01", "10.77.0.21"), ("lab2", "52:54:00:77:10:02", "10.77.0.22")],
+    )
+    state = tmp_path / ".cache" / "homelab"
+    reuse_lab_cache(state, builds=False)
+    before = lab_namespaces()
     proc = up(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "metal: lab1 installed" in proc.stdout.splitlines()
-    timings = json.loads((tmp_path / ".cache" / "homelab" / "up-timings.json").read_text())
-    assert set(timings["stages"]) == {"assets", "metal"}
+    lines = proc.stdout.splitlines()
+    assert "[1/2] assets: starting" in lines
+    assert any(line.startswith("assets: amd64 Ubuntu lab-") and " verified " in line for line in lines)
+    assert "[2/2] metal: starting" in lines
+    assert "metal: lab1 installed" in lines
+    assert "metal: lab2 installed" in lines
+    assert any(line.startswith("[2/2] metal: done in ") for line in lines)
+    assert "cannot install Ubuntu or k3s" in lines[-1]
+    timings = json.loads((state / "up-timings.json").read_text())
+    for stage in ("assets", "metal"):
+        assert timings["stages"][stage]["skipped"] is False
+        assert timings["stages"][stage]["seconds"] > 0
+    for name in ("lab1", "lab2"):
+        serial = (state / "lab" / "machines" / name / "serial-0.log").read_text(errors="replace")
+        assert ISO_URL in serial  # booted with the served ISO on its kernel line, and reached it
+        assert f"HOMELAB-INSTALLER: ISO range ok {ISO_URL.removeprefix('url=')}" in serial
+    assert lab_namespaces() <= before, "the lab's network namespaces outlived `task up`"
+
+    # a rerun: nothing downloaded, and the lab starts afresh (blank disks, so nothing is remembered as installed)
+    again = up(tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    lines = again.stdout.splitlines()
+    assert any(line.startswith("assets: amd64 ") and line.endswith("nothing downloaded (cached)") for line in lines)
+    assert "metal: lab1 installed" in lines
+    assert "metal: lab2 installed" in lines
 
 
 def test_a_lab_error_is_one_line_not_a_traceback(tmp_path: Path) -> None:

@@ -315,9 +315,10 @@ def run_lab(opts: Options, site: Site) -> None:
         lab = importlib.import_module("homelab_bootstrap.lab")
     except ImportError:
         raise PreflightError("the virtual lab is not in this checkout (homelab_bootstrap.lab)") from None
-    virtual = lab.VirtualLab(
-        site, opts.site_path, opts.state / "lab", opts.state / "lab-cache", assets_dir=assets_dir(opts)
-    )
+    workdir = opts.state / "lab"
+    # Its machines get blank disks every run, so autoinstall must not remember them as installed from the last one
+    shutil.rmtree(workdir, ignore_errors=True)
+    virtual = lab.VirtualLab(site, opts.site_path, workdir, opts.state / "lab-cache", assets_dir=assets_dir(opts))
     opts.cleanup.callback(virtual.stop)
     virtual.start()
     virtual.start_homelab()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -268,3 +270,18 @@ def test_assets_command_trusts_only_ubuntus_key(release: Release, mirror: str, t
         f"{release.signer.fingerprint[-16:]}, not by the pinned key {assets.UBUNTU_CD_FINGERPRINT}\n"
     )
     assert not (state / "pxe-assets" / "amd64").exists()
+
+
+def test_not_enough_disk_for_the_iso_is_said_before_downloading(
+    release: Release, mirror: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.disk_usage
+
+    def nearly_full(path: str | Path) -> Any:
+        usage = real(path)
+        return type(usage)(usage.total, usage.total - 1000, 1000)
+
+    monkeypatch.setattr(assets.shutil, "disk_usage", nearly_full)
+    with pytest.raises(AssetsError, match=r"^SHA256SUMS: needs 0\.3 GB free in .*, there are 0\.0 GB: free some"):
+        ensure(release, mirror, tmp_path)
+    assert nothing_served(tmp_path)

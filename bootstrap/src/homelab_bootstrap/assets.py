@@ -55,6 +55,8 @@ UBUNTU_CD_KEY = Path(__file__).parent / "keys" / "ubuntu-cdimage-2012.asc"
 #: ISO in RAM (ISO ~3 GiB); this margin keeps a machine that passes the check from running out during install.
 LIVE_SYSTEM_MB = 1536
 CHUNK = 1 << 20
+#: Disk left free after a download (the extracted kernel and initrd, logs, the rest of the state directory).
+SPARE_DISK = 256 << 20
 
 
 class AssetsError(RuntimeError):
@@ -239,6 +241,12 @@ def download(url: str, part: Path, progress: Callable[[int, int | None], None] |
         start = offset if resumed else 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None and length.isdigit() else None
+        free = shutil.disk_usage(part.parent).free
+        if total is not None and total - start + SPARE_DISK > free:
+            raise AssetsError(
+                f"{name}: needs {(total - start + SPARE_DISK) / 1e9:.1f} GB free in {part.parent}, there are "
+                f"{free / 1e9:.1f} GB: free some space there, or pass --state on a larger disk"
+            )
         received = 0
         try:
             with part.open("ab" if resumed else "wb") as out:
@@ -417,16 +425,9 @@ def check_memory(site: Site, published: dict[str, Published]) -> None:
         raise AssetsError("; ".join(problems))
 
 
-def run(
-    site: Site,
-    cache: Path,
-    assets: Path,
-    say: Callable[[str], None] = print,
-    trust: Trust | None = None,
-    sources: dict[str, Source] | None = None,
-) -> dict[str, Published]:
-    """The stage: every architecture the site's machines have, then the RAM check."""
-    chosen = sources or {arch: Source.from_site(site, arch) for arch in site.architectures}
-    published = {arch: ensure(src, trust or Trust.ubuntu(), cache, assets, say) for arch, src in chosen.items()}
+def run(site: Site, cache: Path, assets: Path, say: Callable[[str], None] = print) -> dict[str, Published]:
+    """The stage: Ubuntu's release for every architecture the site's machines have, then the RAM check."""
+    trust = Trust.ubuntu()
+    published = {arch: ensure(Source.from_site(site, arch), trust, cache, assets, say) for arch in site.architectures}
     check_memory(site, published)
     return published

@@ -200,6 +200,18 @@ def test_missing_release_names_the_url_and_what_to_set(release: Release, mirror:
         ensure(release, mirror, tmp_path)
 
 
+def test_a_point_release_moved_to_its_fallback_url_is_found_there(
+    release: Release, mirror: str, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    with Mirror(tmp_path / "empty") as moved_away:
+        source = Source("amd64", "24.04.9", moved_away.url, ISO, fallback_url=mirror)
+        lines: list[str] = []
+        assets.ensure(source, release.trust, tmp_path / "cache", tmp_path / "assets", lines.append, progress=None)
+    assert f"assets: downloading {mirror}{ISO}" in lines
+    assert (tmp_path / "assets" / "amd64" / "live-server.iso").is_file()
+
+
 def test_an_iso_without_casper_is_refused(release: Release, mirror: str, tmp_path: Path) -> None:
     (release.directory / ISO).write_bytes(b"\0" * 70000)
     release.signer.sign(write_sums(release.directory, [ISO]), release.directory / "SHA256SUMS.gpg")
@@ -231,6 +243,7 @@ def test_site_pins_ubuntu_24_04_per_architecture_by_default() -> None:
     assert source.iso_name == f"ubuntu-{source.version}-live-server-amd64.iso"
     assert source.version.startswith("24.04.")
     assert source.base_url == f"https://releases.ubuntu.com/{source.version}/"
+    assert source.fallback_url == f"https://old-releases.ubuntu.com/releases/{source.version}/"
     arm = Source.from_site(parsed, "arm64")
     assert arm.base_url == f"https://cdimage.ubuntu.com/releases/{arm.version}/release/"
     with pytest.raises(Exception, match=r"installer\.amd64\.version"):

@@ -63,6 +63,10 @@ class AssetsError(RuntimeError):
     """The installer could not be put in place; the message names the file and the reason."""
 
 
+class NotPublished(AssetsError):
+    """The server answered 404 for the file."""
+
+
 @dataclass(frozen=True)
 class Trust:
     """The one key a release's SHA256SUMS must be signed by: its public key file (armored or binary)."""
@@ -83,11 +87,13 @@ class Source:
     version: str
     base_url: str
     iso_name: str
+    #: Tried when ``base_url`` has no SHA256SUMS (404): a superseded point release's new home.
+    fallback_url: str | None = None
 
     @classmethod
     def from_site(cls, site: Site, arch: str) -> Source:
         release = site.installer.release(arch)
-        return cls(arch, release.version, release.base_url(arch), release.iso_name(arch))
+        return cls(arch, release.version, release.base_url(arch), release.iso_name(arch), release.fallback_url(arch))
 
 
 @dataclass(frozen=True)
@@ -219,7 +225,7 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | N
         hint = ""
         if exc.code == 404:
             hint = " (superseded point releases move to old-releases.ubuntu.com: set installer.<arch>.url)"
-        raise AssetsError(f"{url}: HTTP {exc.code} {exc.reason}{hint}") from None
+        raise (NotPublished if exc.code == 404 else AssetsError)(f"{url}: HTTP {exc.code} {exc.reason}{hint}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise AssetsError(f"{url}: cannot download ({reason}): check the controller's internet access") from None
@@ -306,26 +312,35 @@ def extract_casper(iso: Path, target: Path, label: str) -> None:
 # ---------------------------------------------------------------------------------------------------- stage
 
 
-def _fetch_sums(source: Source, trust: Trust, directory: Path) -> tuple[Path, int]:
-    """The release's SHA256SUMS, verified; downloaded only when not kept from an earlier run."""
-    sums, signature = directory / "SHA256SUMS", directory / "SHA256SUMS.gpg"
+def _fetch_sums(source: Source, trust: Trust, directory: Path) -> tuple[Path, int, str]:
+    """The release's SHA256SUMS, verified, and the base URL it came from; downloaded only when not kept from an
+    earlier run (``base_url`` is remembered beside it)."""
+    sums, signature, origin = directory / "SHA256SUMS", directory / "SHA256SUMS.gpg", directory / "url"
     fetched = 0
-    if not (sums.is_file() and signature.is_file()):
+    if not (sums.is_file() and signature.is_file() and origin.is_file()):
         directory.mkdir(parents=True, exist_ok=True)
+        bases = [source.base_url, *([source.fallback_url] if source.fallback_url else [])]
         with tempfile.TemporaryDirectory(dir=directory) as tmp:
-            for name in ("SHA256SUMS", "SHA256SUMS.gpg"):
-                fetched += download(source.base_url + name, Path(tmp) / name, None)
+            for base in bases:
+                try:
+                    fetched += download(base + "SHA256SUMS", Path(tmp) / "SHA256SUMS", None)
+                    break
+                except NotPublished:
+                    if base == bases[-1]:
+                        raise
+            fetched += download(base + "SHA256SUMS.gpg", Path(tmp) / "SHA256SUMS.gpg", None)
             verify_signature(Path(tmp) / "SHA256SUMS", Path(tmp) / "SHA256SUMS.gpg", trust)
-            for name in ("SHA256SUMS", "SHA256SUMS.gpg"):
+            (Path(tmp) / "url").write_text(base + "\n", encoding="utf-8")
+            for name in ("SHA256SUMS", "SHA256SUMS.gpg", "url"):
                 (Path(tmp) / name).replace(directory / name)
-        return sums, fetched
+        return sums, fetched, base
     try:
         verify_signature(sums, signature, trust)
     except AssetsError:
         sums.unlink()
         signature.unlink()  # the next run fetches them again
         raise
-    return sums, fetched
+    return sums, fetched, origin.read_text(encoding="utf-8").strip()
 
 
 def _published(arch_dir: Path) -> Published | None:
@@ -355,14 +370,14 @@ def ensure(
 ) -> Published:
     """Put ``source``'s installer into ``<assets>/<arch>/``, verified; see the module docstring."""
     cache, assets = cache.resolve(), assets.resolve()
-    sums, fetched = _fetch_sums(source, trust, cache / "releases" / source.arch / source.version)
+    sums, fetched, base = _fetch_sums(source, trust, cache / "releases" / source.arch / source.version)
     sha = expected_sha256(sums, source.iso_name)
     iso = cache / "iso" / f"{sha}.iso"
     if not iso.is_file():
         iso.parent.mkdir(parents=True, exist_ok=True)
         part = iso.with_suffix(".iso.part")
-        say(f"assets: downloading {source.base_url}{source.iso_name}" + (" (resuming)" if part.exists() else ""))
-        fetched += download(source.base_url + source.iso_name, part, progress(source.iso_name) if progress else None)
+        say(f"assets: downloading {base}{source.iso_name}" + (" (resuming)" if part.exists() else ""))
+        fetched += download(base + source.iso_name, part, progress(source.iso_name) if progress else None)
         actual = _sha256(part)
         if actual != sha:
             part.unlink()

@@ -129,13 +129,19 @@ KERNEL_ASSET, INITRD_ASSET, ISO_ASSET = "vmlinuz", "initrd", "live-server.iso"
 class UbuntuRelease(_Strict):
     """One architecture's installer: an Ubuntu LTS live-server release (``24.04.3``), from ``url`` (a directory
     holding ``ubuntu-<version>-live-server-<arch>.iso``, ``SHA256SUMS`` and ``SHA256SUMS.gpg``; default: Ubuntu's
-    own, see :data:`UBUNTU_MIRRORS`). Superseded point releases move to old-releases.ubuntu.com: set ``url``."""
+    own, see :data:`UBUNTU_MIRRORS`; a superseded amd64 point release is then looked for on old-releases.ubuntu.com)."""
 
     version: Annotated[str, Field(pattern=r"^\d\d\.04(\.\d{1,2})?$")] = UBUNTU_VERSION
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+/$")] | None = None
 
     def base_url(self, arch: str) -> str:
         return self.url or UBUNTU_MIRRORS[arch].format(version=self.version)
+
+    def fallback_url(self, arch: str) -> str | None:
+        """Where Ubuntu moves an amd64 point release once the next one is out (only when ``url`` is not set)."""
+        if self.url is None and arch == "amd64":
+            return f"https://old-releases.ubuntu.com/releases/{self.version}/"
+        return None
 
     def iso_name(self, arch: str) -> str:
         return f"ubuntu-{self.version}-live-server-{arch}.iso"

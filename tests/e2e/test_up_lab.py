@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .conftest import CACHE_DIR, REPO, write_site
@@ -15,11 +16,21 @@ BOOTSTRAP = Path(sys.executable).parent / "homelab-bootstrap"
 ISO_URL = "url=http://10.77.0.2:8080/assets/amd64/live-server.iso"
 
 
-def up(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class Run:
+    pid: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def up(cwd: Path, *args: str) -> Run:
     """``homelab-bootstrap up --lab`` run in ``cwd`` as if it were the checkout (its tools come from the real one)."""
     env = {**os.environ, "HOMELAB_SOURCE": str(REPO)}
-    return subprocess.run([str(BOOTSTRAP), "up", "--lab", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900, check=False)  # fmt: skip
+    with subprocess.Popen([str(BOOTSTRAP), "up", "--lab", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        stdout, stderr = proc.communicate(timeout=900)
+    return Run(proc.pid, proc.returncode, stdout, stderr)
 
 
 def reuse_lab_cache(state: Path, builds: bool = True) -> None:
@@ -53,7 +64,6 @@ def test_up_in_the_virtual_lab_from_a_clean_checkout_installs_every_machine_and_
     )
     state = tmp_path / ".cache" / "homelab"
     reuse_lab_cache(state, builds=False)
-    before = lab_namespaces()
     proc = up(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
@@ -72,7 +82,7 @@ def test_up_in_the_virtual_lab_from_a_clean_checkout_installs_every_machine_and_
         serial = (state / "lab" / "machines" / name / "serial-0.log").read_text(errors="replace")
         assert ISO_URL in serial  # booted with the served ISO on its kernel line, and reached it
         assert f"HOMELAB-INSTALLER: ISO range ok {ISO_URL.removeprefix('url=')}" in serial
-    assert lab_namespaces() <= before, "the lab's network namespaces outlived `task up`"
+    assert not lab_namespaces(proc.pid), "the lab's network namespaces outlived `task up`"
 
     # a rerun: nothing downloaded, and the lab starts afresh (blank disks, so nothing is remembered as installed)
     again = up(tmp_path)
@@ -92,6 +102,7 @@ def test_a_lab_error_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert proc.stderr == "up: machine lab1: arch arm64 cannot run in the virtual lab (amd64 only)\n"
 
 
-def lab_namespaces() -> set[str]:
+def lab_namespaces(pid: int) -> set[str]:
+    """The lab namespaces of the run with this PID (others' concurrent runs have their own PID in the name)."""
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in listing.splitlines() if line.startswith("hl-lab-")}
+    return {line.split()[0] for line in listing.splitlines() if line.startswith(f"hl-lab-{pid}-")}

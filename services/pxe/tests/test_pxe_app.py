@@ -215,6 +215,12 @@ def test_pending_machine_without_installer_assets_is_told_to_retry(
     assert any("homelab-bootstrap assets" in record.getMessage() for record in caplog.records)
 
 
+def test_a_file_name_too_long_for_the_file_system_is_404_not_500(app: Flask) -> None:
+    for prefix in ("/assets/amd64/", "/ipxe/"):
+        with app.test_client().get(prefix + "é" * 200) as response:
+            assert response.status_code == 404
+
+
 @pytest.mark.parametrize("path", ["/assets/leak", "/assets/../tftp/ipxe.efi", "/assets/%2e%2e/private", "/assets/x"])
 def test_assets_outside_the_directory_are_404(app: Flask, path: str) -> None:
     response = app.test_client().get(path)

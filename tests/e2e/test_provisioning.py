@@ -8,6 +8,8 @@ scenario 4 reuses scenario 1's machine and installs it first if run alone.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterator
 
@@ -17,6 +19,7 @@ from homelab_bootstrap.lab import (
     DISK_MARKER,
     FAILED_MARKER,
     INSTALLED_MARKER,
+    ISO_MARKER,
     Firmware,
     MachineSpec,
     VirtualLab,
@@ -82,6 +85,20 @@ def test_seabios_with_ipxe_rom_installs(lab: VirtualLab) -> None:
     serial = vm.serial()
     assert "iPXE" in serial
     assert "homelab: installing bios1" in serial
+
+
+def test_machine_boots_the_assets_stage_output_and_reaches_the_iso_by_its_url(lab: VirtualLab) -> None:
+    """The kernel and initrd the VMs boot were extracted from the lab's signed stand-in ISO by the real assets
+    stage; the installer finds ``url=`` on its kernel line and fetches a byte range of the ISO through it."""
+    served = lab.assets_dir / "amd64"
+    release = json.loads((served / "release.json").read_text())
+    assert hashlib.sha256((served / "live-server.iso").read_bytes()).hexdigest() == release["sha256"]
+    if machine(lab, "bios1")["state"] != "installed":
+        install(lab, "bios1")
+    serial = lab.machine("bios1").serial()
+    iso_url = f"http://{lab.bootserver_ip}:8080/assets/amd64/live-server.iso"
+    assert f"{ISO_MARKER} {iso_url}" in serial
+    assert lab.pxe("GET", "/assets/amd64/vmlinuz").body == (served / "vmlinuz").read_bytes()
 
 
 def test_ovmf_with_ipxe_efi_rom_installs(lab: VirtualLab) -> None:

@@ -1,7 +1,8 @@
 """`homelab-bootstrap`: the command behind `task configure`, `task up` and the in-cluster bootstrap Job.
 
-Subcommands: ``configure`` (write the site file), ``up`` (all stages from the controller), ``job`` (the bootstrap
-steps alone, as the Kubernetes Job runs them), ``render`` (write the generated values-site.yaml files into a tree).
+Subcommands: ``configure`` (write the site file), ``up`` (all stages from the controller), ``assets`` (the
+installer assets stage alone), ``job`` (the bootstrap steps alone, as the Kubernetes Job runs them), ``render``
+(write the generated values-site.yaml files into a tree).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pathlib import Path
 
 from kubernetes.client.exceptions import ApiException
 
-from homelab_bootstrap import configure, gitops, job, up
+from homelab_bootstrap import assets, configure, gitops, job, up
 from homelab_bootstrap.gitserve import GitHttpBackend, GitHttpServer
 from homelab_bootstrap.kube import Kube
+from homelab_bootstrap.lab.commands import LabError
 from homelab_bootstrap.seed import REPO_NAME, SeedRepo
 from homelab_common.k8s import KubeConfigError
 from homelab_common.site import SiteError, load_site
@@ -107,12 +109,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         code = configure.configure(ns, sys.stdin, sys.stdout)
         if code != 0:
             return code
-    state = Path(args.state)
+    state = Path(args.state).resolve()  # absolute: it reaches subprocesses (dnsmasq changes directory at start)
     opts = up.Options(
         site_path=site_path,
         state=state,
         source=SOURCE,
-        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        kubeconfig=Path(args.kubeconfig).resolve() if args.kubeconfig else None,
         lab=args.lab,
         helm=_tool("helm"),
         autoinstall_url=args.autoinstall_url,
@@ -167,6 +169,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     stages = [
         up.Stage(
+            "assets",
+            lambda: "bring-your-own cluster (--kubeconfig)" if byo else up.metal_done(site, lab=opts.lab),
+            lambda: up.run_assets(opts, site),
+        ),
+        up.Stage(
             "metal",
             lambda: "bring-your-own cluster (--kubeconfig)" if byo else up.metal_done(site, lab=opts.lab),
             lambda: up.run_metal(opts, site),
@@ -183,13 +190,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     if opts.lab and not byo:
         # The lab's machines run the stand-in installer (a real Ubuntu install and k3s need the internet and, to
         # finish in reasonable time, KVM): its metal stage is the whole of what it can prove.
-        stages = stages[:1]
+        stages = stages[:2]
     try:
         with server, opts.cleanup:
             try:
                 up.run_stages(stages, print, state / "up-timings.json")
-            except (job.BootstrapError, up.PreflightError, RuntimeError, SiteError, KubeConfigError) as exc:
-                print(f"up: {exc}", file=sys.stderr)
+            except (
+                job.BootstrapError,
+                up.PreflightError,
+                RuntimeError,
+                SiteError,
+                KubeConfigError,
+                LabError,
+                OSError,
+            ) as exc:
+                print(f"up: {up.error_line(exc, state)}", file=sys.stderr)
                 return 1
             except ApiException as exc:
                 print(f"up: the Kubernetes API refused a request: {exc.status} {exc.reason}", file=sys.stderr)
@@ -199,12 +214,28 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 130
     if opts.lab and not byo:
         print(
-            f"up: virtual lab: {len(site.machines)} machine(s) PXE-booted and installed through pxe + autoinstall. "
+            f"up: virtual lab: {len(site.machines)} machine(s) PXE-booted from the installer assets (the lab's "
+            "signed stand-in ISO) and installed through pxe + autoinstall. "
             "It stops here: its installer is a stand-in that cannot install Ubuntu or k3s. For a cluster, run "
             "./task up against real machines, or bring one: ./task up -- --kubeconfig FILE"
         )
         return 0
     print("\n".join(up.summary(site, opts)))
+    return 0
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    """The installer assets stage alone (what ``up`` runs before waking machines)."""
+    site = load_site(args.site)
+    state = Path(args.state).resolve()
+    opts = up.Options(site_path=Path(args.site), state=state, source=SOURCE)
+    try:
+        up.run_stages([up.Stage("assets", lambda: None, lambda: up.run_assets(opts, site))], print,
+                      state / "assets-timings.json")  # fmt: skip
+    except assets.AssetsError as exc:
+        print(f"assets: {up.error_line(exc, state)}", file=sys.stderr)
+        return 1
+    print(f"assets: pxe serves them from {up.assets_dir(opts)}")
     return 0
 
 
@@ -241,6 +272,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh-user", default="homelab", help="admin user on the machines (autoinstall's username)")
     p.add_argument("--advertise", help="controller address the cluster clones from (default: detected)")
     p.set_defaults(func=cmd_up)
+    p = sub.add_parser("assets", help="download, verify and lay out the Ubuntu installer for pxe (up runs it too)")
+    p.add_argument("--site", default="site.yaml", help="the site file (installer.<arch> pins the release)")
+    p.add_argument("--state", default=".cache/homelab", help="state directory: installer-cache/ and pxe-assets/")
+    p.set_defaults(func=cmd_assets)
     p = sub.add_parser("job", help="the bootstrap steps, as the in-cluster Job runs them")
     p.add_argument("--site", default="/etc/homelab/site.yaml", help="the site file (default: %(default)s)")
     p.add_argument("--state", default="/var/lib/homelab-bootstrap", help="the Job's work folder (default: %(default)s)")

@@ -1,10 +1,11 @@
-"""`task up`: preflight, then metal → cluster → bootstrap → apps, each skipped when already done.
+"""`task up`: preflight, then assets → metal → cluster → bootstrap → apps, each skipped when already done.
 
 Prints a progress line per step and the time each stage took, also written to ``<state>/up-timings.json`` so
 "empty disks to running services in under an hour" is measured on every real run.
 
 - Bring your own cluster: ``--kubeconfig`` skips metal and cluster.
-- Virtual lab: ``--lab`` makes the metal stage create the machines as QEMU VMs through ``homelab_bootstrap.lab``.
+- Virtual lab: ``--lab`` makes the metal stage create the machines as QEMU VMs through ``homelab_bootstrap.lab``;
+  its installer assets come from the lab's own signed stand-in release (it cannot download Ubuntu).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from homelab_bootstrap import gitops, job, join
+from homelab_bootstrap import assets, gitops, job, join
 from homelab_common.k8s.client import load_client
 from homelab_common.k8s.errors import KubeConfigError
 from homelab_common.site import Site, SiteError, load_site
@@ -164,6 +165,42 @@ def api_address(site: Site) -> str:
     return str(first.ip)
 
 
+# ------------------------------------------------------------------------------------------------- assets
+
+
+def assets_dir(opts: Options) -> Path:
+    """What pxe serves under ``/assets/`` (``HOMELAB_PXE_ASSETS_DIR``)."""
+    return opts.state / "pxe-assets"
+
+
+def run_assets(opts: Options, site: Site) -> None:
+    """The installer assets stage (first part of the metal work): the Ubuntu release of each architecture the
+    machines have, verified and laid out for pxe (:mod:`homelab_bootstrap.assets`). A rerun downloads nothing.
+
+    The virtual lab cannot download Ubuntu: it runs the same stage against its own signed stand-in release, served
+    on loopback (:func:`homelab_bootstrap.lab.prepare_assets`).
+    """
+    if opts.lab:
+        lab = importlib.import_module("homelab_bootstrap.lab")
+        lab.prepare_assets(opts.state / "lab-cache", assets_dir(opts), opts.say)
+        return
+    assets.run(site, opts.state / "installer-cache", assets_dir(opts), opts.say)
+
+
+def error_line(exc: BaseException, state: Path) -> str:
+    """One line for the terminal; a longer message (a serial console, a log tail) goes to ``<state>/up-error.log``."""
+    text = str(exc).strip() or type(exc).__name__
+    first, _, rest = text.partition("\n")
+    if not rest:
+        return first
+    path = state / "up-error.log"
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+        return f"{first.rstrip(':; ')} (the whole message: {path})"
+    return first
+
+
 # -------------------------------------------------------------------------------------------------- metal
 
 
@@ -198,7 +235,7 @@ def boot_service_env(opts: Options, site: Site, address: str) -> dict[str, dict[
         "HOMELAB_PXE_SERVER_IP": address,
         "HOMELAB_PXE_HTTP_PORT": str(PXE_PORT),
         "HOMELAB_PXE_AUTOINSTALL_URL": f"http://127.0.0.1:{AUTOINSTALL_PORT}",
-        "HOMELAB_PXE_ASSETS_DIR": str((opts.state / "pxe-assets").resolve()),
+        "HOMELAB_PXE_ASSETS_DIR": str(assets_dir(opts).resolve()),
         # no warning about a missing arm64 boot file unless the inventory has an arm64 machine
         "HOMELAB_PXE_ARM64_MACHINES": str(any(m.arch == "arm64" for m in site.machines)).lower(),
     }
@@ -306,7 +343,10 @@ def run_lab(opts: Options, site: Site) -> None:
         lab = importlib.import_module("homelab_bootstrap.lab")
     except ImportError:
         raise PreflightError("the virtual lab is not in this checkout (homelab_bootstrap.lab)") from None
-    virtual = lab.VirtualLab(site, opts.site_path, opts.state / "lab", opts.state / "lab-cache")
+    workdir = opts.state / "lab"
+    # Its machines get blank disks every run, so autoinstall must not remember them as installed from the last one
+    shutil.rmtree(workdir, ignore_errors=True)
+    virtual = lab.VirtualLab(site, opts.site_path, workdir, opts.state / "lab-cache", assets_dir=assets_dir(opts))
     opts.cleanup.callback(virtual.stop)
     virtual.start()
     virtual.start_homelab()

@@ -53,6 +53,7 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
     (assets / "amd64").mkdir(parents=True)
     (assets / "amd64" / "vmlinuz").write_bytes(b"kernel-bytes")
     (assets / "amd64" / "initrd").write_bytes(b"initrd-bytes")
+    (assets / "amd64" / "live-server.iso").write_bytes(bytes(range(256)) * 64)
     (tmp_path / "private").write_text("secret")
     (assets / "leak").symlink_to(tmp_path / "private")
     tftp.mkdir()
@@ -97,8 +98,10 @@ def test_pending_machine_gets_the_install_script(app: Flask) -> None:
     kernel = next(line for line in lines if line.startswith("kernel "))
     assert kernel.split()[1] == "http://127.0.0.1:8080/assets/amd64/vmlinuz"
     assert f"ds=nocloud;s={SEED}" in kernel.split()
-    for word in ("initrd=initrd", "autoinstall", "ip=dhcp", "cloud-config-url=/dev/null", "console=ttyS0"):
+    for word in ("initrd=initrd", "autoinstall", "ip=dhcp", "console=ttyS0"):
         assert word in kernel.split()
+    assert "url=http://127.0.0.1:8080/assets/amd64/live-server.iso" in kernel.split()
+    assert "cloud-config-url=/dev/null" not in text
     assert "initrd http://127.0.0.1:8080/assets/amd64/initrd" in lines
     assert lines[-1] == "boot"
     assert counter("homelab_pxe_boot_scripts_total", action="install") == before + 1
@@ -189,6 +192,34 @@ def test_assets_are_served(app: Flask) -> None:
     with app.test_client().get("/assets/amd64/vmlinuz") as response:
         assert response.status_code == 200
         assert response.data == b"kernel-bytes"
+
+
+def test_installer_iso_is_served_in_byte_ranges(app: Flask) -> None:
+    iso = bytes(range(256)) * 64
+    with app.test_client().get("/assets/amd64/live-server.iso", headers={"Range": "bytes=1000-1999"}) as response:
+        assert response.status_code == 206
+        assert response.headers["Content-Range"] == f"bytes 1000-1999/{len(iso)}"
+        assert response.data == iso[1000:2000]
+    with app.test_client().get("/assets/amd64/live-server.iso", headers={"Range": "bytes=16000-"}) as response:
+        assert response.status_code == 206
+        assert response.data == iso[16000:]
+
+
+def test_pending_machine_without_installer_assets_is_told_to_retry(
+    app: Flask, dirs: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    assets, _ = dirs
+    (assets / "amd64" / "live-server.iso").unlink()
+    text = script(app)
+    assert "kernel" not in text
+    assert "no amd64 installer here yet - asking again in" in text
+    assert any("homelab-bootstrap assets" in record.getMessage() for record in caplog.records)
+
+
+def test_a_file_name_too_long_for_the_file_system_is_404_not_500(app: Flask) -> None:
+    for prefix in ("/assets/amd64/", "/ipxe/"):
+        with app.test_client().get(prefix + "é" * 200) as response:
+            assert response.status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/assets/leak", "/assets/../tftp/ipxe.efi", "/assets/%2e%2e/private", "/assets/x"])

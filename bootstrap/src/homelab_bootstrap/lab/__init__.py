@@ -6,15 +6,17 @@ provisioning with real firmware), so both exercise one piece of code. Needs root
 """
 
 from homelab_bootstrap.lab.commands import LabError
-from homelab_bootstrap.lab.installer import DISK_MARKER, FAILED_MARKER, INSTALLED_MARKER, build_installer
+from homelab_bootstrap.lab.installer import DISK_MARKER, FAILED_MARKER, INSTALLED_MARKER, ISO_MARKER, build_installer
 from homelab_bootstrap.lab.lab import VirtualLab, machine_specs
 from homelab_bootstrap.lab.network import LabNetwork, sweep_stale
 from homelab_bootstrap.lab.qemu import Firmware, MachineSpec, VirtualMachine, accelerator
+from homelab_bootstrap.lab.release import prepare_assets
 
 __all__ = [
     "DISK_MARKER",
     "FAILED_MARKER",
     "INSTALLED_MARKER",
+    "ISO_MARKER",
     "Firmware",
     "LabError",
     "LabNetwork",
@@ -24,5 +26,6 @@ __all__ = [
     "accelerator",
     "build_installer",
     "machine_specs",
+    "prepare_assets",
     "sweep_stale",
 ]

@@ -9,7 +9,9 @@ meant for this machine (its MAC is in the seed URL, user-data's hostname equals 
 and powers off.
 
 Markers on the serial console (``/dev/ttyS0``, whatever ``console=`` the boot script chose):
-``HOMELAB-INSTALLER: installed <hostname> <mac>`` on success, ``HOMELAB-INSTALLER: FAILED <reason>`` otherwise;
+``HOMELAB-INSTALLER: ISO range ok <url>`` once the kernel line's ``url=`` (the ISO, which casper would download
+into RAM) answered a byte range with the ISO 9660 signature, ``HOMELAB-INSTALLER: installed <hostname> <mac>`` on
+success, ``HOMELAB-INSTALLER: FAILED <reason>`` otherwise;
 the boot sector prints ``HOMELAB-DISK: booted from disk``.
 
 The build is cached in a directory keyed by every input (kernel package, busybox binary, this module's scripts), so
@@ -33,6 +35,8 @@ from homelab_bootstrap.lab.commands import LabError, require_tool, run
 INSTALLED_MARKER = "HOMELAB-INSTALLER: installed"
 FAILED_MARKER = "HOMELAB-INSTALLER: FAILED"
 DISK_MARKER = "HOMELAB-DISK: booted from disk"
+#: Printed when the kernel line's ``url=`` (the installer ISO) answered a byte range with the ISO's "CD001".
+ISO_MARKER = "HOMELAB-INSTALLER: ISO range ok"
 KERNEL_METAPACKAGE = "linux-image-amd64"
 #: NIC and disk drivers the lab machines use (virtio-net-pci, virtio-blk; e1000 for machines on QEMU's default NIC).
 MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "e1000")
@@ -66,6 +70,19 @@ case "$seed" in */seed/$machyp/*) ;; *) fail "seed URL $seed is not for my MAC $
 ip link set "$nic" up
 udhcpc -i "$nic" -n -q -t 10 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 || fail "no DHCP lease on $nic"
 say "$nic $mac has $(ip -4 -o addr show dev "$nic" | awk '{print $4}'), seed $seed"
+iso=$(sed -n 's/.* url=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$iso" ]; then
+  # casper would download the whole ISO from url=; the stand-in asks for its volume descriptor's "CD001" only
+  case "$iso" in http://*) ;; *) fail "url=$iso is not an http:// URL" ;; esac
+  hostport=${iso#http://}; hostport=${hostport%%/*}; path="/${iso#http://*/}"
+  host=${hostport%:*}; port=${hostport##*:}; [ "$port" = "$hostport" ] && port=80
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\nRange: bytes=32769-32773\r\n\r\n' "$path" "$hostport" \
+    | nc -w 10 "$host" "$port" > /tmp/iso-range 2>/dev/null
+  status=$(head -n1 /tmp/iso-range)
+  echo "$status" | grep -q '^HTTP/1\.[01] 206 ' || fail "ISO $iso: no 206 answer to a byte range: $status"
+  grep -q 'CD001' /tmp/iso-range || fail "ISO $iso: bytes 32769-32773 are not an ISO 9660 volume descriptor"
+  say "ISO range ok $iso"
+fi
 wget -q -O /tmp/meta-data "${seed}meta-data" || fail "cannot fetch ${seed}meta-data"
 wget -q -O /tmp/user-data "${seed}user-data" || fail "cannot fetch ${seed}user-data"
 strip() { sed -e 's/^[^:]*: *//' -e 's/^["'"'"']//' -e 's/["'"'"'] *$//' -e 's/ *$//'; }
@@ -112,18 +129,12 @@ def boot_sector() -> bytes:
 
 @dataclass(frozen=True)
 class Installer:
-    """A built installer: the kernel and initrd to serve as ``<assets>/amd64/vmlinuz`` and ``.../initrd``."""
+    """A built installer: the kernel and initrd that go into the lab's stand-in ISO as ``casper/vmlinuz`` and
+    ``casper/initrd`` (see :mod:`.release`)."""
 
     kernel: Path
     initrd: Path
     kernel_version: str
-
-    def install_assets(self, assets_dir: Path, arch: str = "amd64") -> None:
-        """Lay the kernel and initrd out the way pxe serves them (``<assets>/<arch>/{vmlinuz,initrd}``)."""
-        target = assets_dir / arch
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.kernel, target / "vmlinuz")
-        shutil.copyfile(self.initrd, target / "initrd")
 
 
 def _kernel_package_name() -> str:

@@ -2,7 +2,8 @@
 
 ``task up``'s virtual-lab mode and the end-to-end tests both use :class:`VirtualLab`: it builds the LAN
 (:mod:`.network`), runs dnsmasq as the home router (DHCP and router advertisements only — network boot is the
-boot server's job), builds the installer (:mod:`.installer`) and lays it out as pxe's assets, and creates one
+boot server's job), puts the installer in place as pxe's assets — through the real assets stage, from the lab's
+own signed stand-in release (:mod:`.release`) unless the caller did already — and creates one
 :class:`~.qemu.VirtualMachine` per site machine. What answers the boot (our services or the dnsmasq baseline) is
 started by the caller through :meth:`VirtualLab.start_homelab` or :meth:`VirtualLab.start_dnsmasq_proxy`.
 """
@@ -19,10 +20,13 @@ from typing import Any, Protocol
 from homelab_bootstrap.lab.bootserver import PXE_PORT, DnsmasqProxy, HomelabBootServer, prepare_tftp_root
 from homelab_bootstrap.lab.commands import LabError, LabProcess
 from homelab_bootstrap.lab.dnsmasq import router_args, start_dnsmasq
-from homelab_bootstrap.lab.installer import Installer, build_installer
 from homelab_bootstrap.lab.netns import HttpReply, http
 from homelab_bootstrap.lab.network import LabNetwork, sweep_stale
 from homelab_bootstrap.lab.qemu import Firmware, MachineSpec, VirtualMachine
+from homelab_bootstrap.lab.release import prepare_assets
+from homelab_common.site import INITRD_ASSET, ISO_ASSET, KERNEL_ASSET
+
+ASSETS = (KERNEL_ASSET, INITRD_ASSET, ISO_ASSET)
 
 
 class LanLike(Protocol):
@@ -91,17 +95,20 @@ class VirtualLab:
         cache_dir: Path,
         firmware: Firmware | Mapping[str, Firmware] = Firmware.BIOS_IPXE,
         memory_mb: int = 384,
+        assets_dir: Path | None = None,
     ) -> None:
         self.site = site
-        self.site_file = site_file
-        self.workdir = workdir
-        self.cache_dir = cache_dir
+        # absolute: the paths go to dnsmasq (which changes directory at start), QEMU and the services
+        self.site_file = site_file.resolve()
+        self.workdir = workdir.resolve()
+        self.cache_dir = cache_dir.resolve()
+        #: Given: installer assets the caller put in place (`task up`'s assets stage); None: the lab makes its own
+        self.given_assets = assets_dir.resolve() if assets_dir is not None else None
         self.specs = {spec.name: spec for spec in machine_specs(site, firmware, memory_mb)}
         self.bootserver_ip = pick_bootserver_ip(site)
         self.network = LabNetwork(site.lan.subnet, site.lan.gateway, self.bootserver_ip)
-        self.assets_dir = workdir / "assets"
-        self.tftp_root = workdir / "tftp"
-        self.installer: Installer | None = None
+        self.assets_dir = self.given_assets or self.workdir / "assets"
+        self.tftp_root = self.workdir / "tftp"
         self.router: LabProcess | None = None
         self.boot_servers: list[HomelabBootServer | DnsmasqProxy] = []
         self.homelab: HomelabBootServer | None = None
@@ -113,8 +120,10 @@ class VirtualLab:
         sweep_stale()
         self.network.create()
         try:
-            self.installer = build_installer(self.cache_dir)
-            self.installer.install_assets(self.assets_dir)
+            if self.given_assets is None:
+                prepare_assets(self.cache_dir, self.assets_dir, say=lambda _line: None)
+            elif not all((self.assets_dir / "amd64" / name).is_file() for name in ASSETS):
+                raise LabError(f"no installer assets in {self.assets_dir}/amd64: run the assets stage first")
             prepare_tftp_root(self.tftp_root)
             lan = self.site.lan
             args = router_args(self.workdir, lan.subnet, lan.gateway, list(lan.dns), self.network.ipv6_prefix)

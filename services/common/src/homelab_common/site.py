@@ -100,6 +100,8 @@ class Machine(_Strict):
     disk: Annotated[str, AfterValidator(_disk)] = "/dev/sda"
     role: Literal["server", "agent"] = "server"
     arch: Literal["amd64", "arm64"] = "amd64"
+    #: RAM in MiB, when known: the installer keeps the whole ISO in RAM, so `task up` checks it is enough.
+    memory_mb: int | None = Field(default=None, ge=256)
 
 
 class K3s(_Strict):
@@ -108,6 +110,52 @@ class K3s(_Strict):
     api_vip: ipaddress.IPv4Address | None = None
     #: Addresses for LoadBalancer Services (k3s ServiceLB / MetalLB pool), "first-last" on the LAN.
     lb_pool: str | None = None
+
+
+#: The Ubuntu LTS point release installed by default (the installer assets stage downloads its live-server ISO).
+UBUNTU_VERSION = "24.04.3"
+#: Where each architecture's live-server ISO, SHA256SUMS and SHA256SUMS.gpg are published ({version} filled in).
+UBUNTU_MIRRORS = {
+    "amd64": "https://releases.ubuntu.com/{version}/",
+    "arm64": "https://cdimage.ubuntu.com/releases/{version}/release/",
+}
+
+
+#: What pxe serves for each architecture from ``<assets>/<arch>/`` (the installer assets stage lays them out): the
+#: live-server kernel and initrd from the ISO's casper/ folder, and the ISO itself (the kernel line's ``url=``).
+KERNEL_ASSET, INITRD_ASSET, ISO_ASSET = "vmlinuz", "initrd", "live-server.iso"
+
+
+class UbuntuRelease(_Strict):
+    """One architecture's installer: an Ubuntu LTS live-server release (``24.04.3``), from ``url`` (a directory
+    holding ``ubuntu-<version>-live-server-<arch>.iso``, ``SHA256SUMS`` and ``SHA256SUMS.gpg``; default: Ubuntu's
+    own, see :data:`UBUNTU_MIRRORS`; a superseded amd64 point release is then looked for on old-releases.ubuntu.com)."""
+
+    version: Annotated[str, Field(pattern=r"^\d\d\.04(\.\d{1,2})?$")] = UBUNTU_VERSION
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+/$")] | None = None
+
+    def base_url(self, arch: str) -> str:
+        return self.url or UBUNTU_MIRRORS[arch].format(version=self.version)
+
+    def fallback_url(self, arch: str) -> str | None:
+        """Where Ubuntu moves an amd64 point release once the next one is out (only when ``url`` is not set)."""
+        if self.url is None and arch == "amd64":
+            return f"https://old-releases.ubuntu.com/releases/{self.version}/"
+        return None
+
+    def iso_name(self, arch: str) -> str:
+        return f"ubuntu-{self.version}-live-server-{arch}.iso"
+
+
+class Installer(_Strict):
+    """The Ubuntu release pinned per architecture (LTS only: ``YY.04``)."""
+
+    amd64: UbuntuRelease = UbuntuRelease()
+    arm64: UbuntuRelease = UbuntuRelease()
+
+    def release(self, arch: str) -> UbuntuRelease:
+        release: UbuntuRelease = getattr(self, arch)
+        return release
 
 
 #: Domains no public CA will issue for and no Cloudflare zone can hold.
@@ -230,6 +278,7 @@ class Site(_Strict):
     lan: Lan
     ssh_keys: list[Annotated[str, AfterValidator(_ssh_key)]] = Field(min_length=1)
     k3s: K3s = K3s()
+    installer: Installer = Installer()
     machines: list[Machine] = Field(default_factory=list)
     apps: Apps = Apps()
     exposure: Exposure = Exposure()
@@ -240,6 +289,11 @@ class Site(_Strict):
     @property
     def private_domain(self) -> bool:
         return any(self.domain == s or self.domain.endswith("." + s) for s in PRIVATE_SUFFIXES)
+
+    @property
+    def architectures(self) -> list[str]:
+        """The architectures the machines need installers for, in a stable order."""
+        return sorted({m.arch for m in self.machines})
 
     def machine_by_mac(self, mac: str) -> Machine | None:
         wanted = normalise_mac(mac)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from homelab_common.openapi import Api, Text
 from homelab_common.settings import SettingsError
+from homelab_common.site import INITRD_ASSET, ISO_ASSET, KERNEL_ASSET
 from homelab_common.trust import is_trusted
 from homelab_common.web import InvalidInput, NotFound, Unauthorized, health, install_observability
 from homelab_common.wol import mac_bytes, wake_on_lan
@@ -31,6 +32,8 @@ from homelab_pxe.tftp import PathRefused, TftpService, resolve
 log = logging.getLogger("homelab.pxe")
 #: 12 hex digits, with ':', '-' or '.' anywhere between them (``52:54:00:..``, ``52-54-..``, ``5254.0012.3456``).
 MAC_PATTERN = r"^[:.-]*([0-9A-Fa-f][:.-]*){12}$"
+#: An install needs all three in ``<assets>/<arch>/`` (laid out by `task up`'s installer assets stage).
+ASSETS = (KERNEL_ASSET, INITRD_ASSET, ISO_ASSET)
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,19 @@ def create_app(settings: Settings | None = None, *, boot_source: BootInfoSource 
         if info.seed_url is None:
             log.error("autoinstall said install without a seed_url", extra={"mac": mac, "machine": info.machine})
             return bootscript.retry(runtime.http_base, settings.retry_seconds, "install service answer incomplete")
+        missing = [name for name in ASSETS if not (settings.assets_dir / info.arch / name).is_file()]
+        if missing:  # booting the kernel anyway would fail later, inside casper, where nobody sees why
+            log.error(
+                "installer assets missing: run `homelab-bootstrap assets` on the controller",
+                extra={"mac": mac, "machine": info.machine, "missing": [f"{info.arch}/{n}" for n in missing]},
+            )
+            return bootscript.retry(runtime.http_base, settings.retry_seconds, f"no {info.arch} installer here yet")
         return bootscript.install(info, runtime.http_base, settings.kernel_args)
 
     @api.get(
         "/assets/<path:name>",
-        summary="A boot asset (kernel, initrd) from the assets directory",
+        summary="A boot asset (kernel, initrd, the installer ISO) from the assets directory",
+        description="Byte ranges (``Range: bytes=...``) are answered with 206, so downloads can resume.",
         responses={200: Text("application/octet-stream", "The file"), 404: NotFound},
         tags=["boot"],
     )

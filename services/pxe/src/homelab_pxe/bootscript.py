@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from homelab_common.site import INITRD_ASSET, ISO_ASSET, KERNEL_ASSET
 from homelab_pxe.proxy import SCRIPT_QUERY
 
 Action = Literal["install", "local", "ignore", "retry"]
@@ -38,19 +39,22 @@ class Script:
 
 
 def install(info: BootInfo, http_base: str, kernel_args: str = "") -> Script:
-    """Kernel + initrd from our assets over HTTP, with the NoCloud seed URL on the command line."""
+    """Kernel + initrd from our assets over HTTP, booted the way Ubuntu documents netbooting the live server:
+    ``ip=dhcp url=<the ISO>`` makes casper download the ISO into RAM and boot from it, ``autoinstall`` and
+    ``ds=nocloud;s=<seed>`` point subiquity at the machine's seed (the seed URL is autoinstall's to decide).
+    """
     if info.seed_url is None:
         raise ValueError("an install answer needs a seed_url")
     assets = f"{http_base}/assets/{info.arch}"
-    cmdline = f"initrd=initrd autoinstall ds=nocloud;s={info.seed_url} ip=dhcp cloud-config-url=/dev/null"
+    cmdline = f"initrd=initrd ip=dhcp url={assets}/{ISO_ASSET} autoinstall ds=nocloud;s={info.seed_url}"
     if kernel_args:
         cmdline += f" {kernel_args}"
     return Script(
         "install",
         "#!ipxe\n"
         f"echo homelab: installing {info.machine} ({info.arch})\n"
-        f"kernel {assets}/vmlinuz {cmdline}\n"
-        f"initrd {assets}/initrd\n"
+        f"kernel {assets}/{KERNEL_ASSET} {cmdline}\n"
+        f"initrd {assets}/{INITRD_ASSET}\n"
         "boot\n",
     )
 

@@ -61,11 +61,14 @@ def resolve(root: Path, name: str) -> Path:
     if ".." in parts:
         raise PathRefused("parent-directory", name)
     real_root = root.resolve()
-    candidate = (real_root / name).resolve()
-    if candidate != real_root and real_root not in candidate.parents:
-        raise PathRefused("outside-root", name)
-    if not candidate.is_file():
-        raise PathRefused("not-found", name)
+    try:
+        candidate = (real_root / name).resolve()
+        if candidate != real_root and real_root not in candidate.parents:
+            raise PathRefused("outside-root", name)
+        if not candidate.is_file():
+            raise PathRefused("not-found", name)
+    except OSError:  # e.g. a name longer than the file system allows (ENAMETOOLONG)
+        raise PathRefused("not-found", name) from None
     return candidate
 
 

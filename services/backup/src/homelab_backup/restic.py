@@ -113,6 +113,8 @@ class Repository:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     offsite: bool = False
     init: bool = False
+    #: Extended options (``restic -o key=value``), e.g. ``sftp.command`` or ``s3.region``.
+    options: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -226,7 +228,8 @@ class Restic:
         cwd: str | Path | None = None,
     ) -> Result:
         """One restic call (``--json`` added); never raises for restic's own failures."""
-        argv = [*self.command_prefix, self.binary, *args, "--json"]
+        extended = [arg for key, value in sorted(repo.options.items()) for arg in ("-o", f"{key}={value}")]
+        argv = [*self.command_prefix, self.binary, *args, *extended, "--json"]
         deadline = self.timeout if timeout is None else timeout
         started = time.monotonic()
         messages: list[Any] = []
@@ -274,6 +277,8 @@ class Restic:
                     _kill_group(process)
                     process.wait()
             reader.join(timeout=10)
+            process.stdout.close()
+            process.stderr.close()
             if expired.is_set():
                 code = None
         for line in stderr_lines:

@@ -212,6 +212,8 @@ class Runner:
         thread.join()
         status = producer.wait()
         stderr_reader.join(timeout=10)
+        producer.stdout.close()
+        producer.stderr.close()
         snapshot = str(result.summary.get("snapshot_id", ""))
         if status != 0:
             if snapshot:

@@ -118,10 +118,12 @@ class Runner:
         now = datetime.now(UTC)
         for lock_id in _ids(listed):
             shown = self.restic.run(repo, ["cat", "lock", lock_id, "--no-lock"], timeout=120)
-            for message in shown.messages:
-                stamp = message.get("time") if isinstance(message, dict) else None
-                if isinstance(stamp, str):
-                    ages.append((now - _parse_time(stamp)).total_seconds())
+            try:  # `cat` prints the lock as indented JSON over several lines
+                stamp = json.loads("\n".join(shown.lines)).get("time")
+            except (ValueError, AttributeError):
+                continue  # removed meanwhile, or unreadable: not ours to judge
+            if isinstance(stamp, str):
+                ages.append((now - _parse_time(stamp)).total_seconds())
         return ages
 
     def prepare(self, repo: Repository) -> Result:
@@ -137,12 +139,14 @@ class Runner:
     def backup(self, repo: Repository, target: str, source: Path, *, host: str = "") -> Report:
         """Back up ``source`` (the read-only mount of the volume) with its checksum manifest."""
         started = time.monotonic()
-        ready = self.prepare(repo)
-        if not ready.ok:
-            return self._failed("backup", repo, target, ready, started)
         manifest, unreadable = record(source)
         args = ["backup", ".", "--host", host or _host(target), *_tag_args(pvc_tags(target))]
         result = self.call(repo, args, cwd=source)
+        if result.outcome is Outcome.no_repository and repo.init:
+            ready = self.prepare(repo)
+            if not ready.ok:
+                return self._failed("backup", repo, target, ready, started)
+            result = self.call(repo, args, cwd=source)
         changed = mark_changed(manifest, source)
         summary = result.summary
         snapshot = str(summary.get("snapshot_id", ""))
@@ -247,8 +251,8 @@ class Runner:
         result = self.call(repo, args)
         outcome = result.outcome
         errors = int(result.summary.get("num_errors", 0) or 0)
-        if outcome is Outcome.failed or errors:
-            outcome = Outcome.corrupted if errors or "error" in result.error.lower() else outcome
+        if outcome is Outcome.failed or (outcome is Outcome.ok and errors):
+            outcome = Outcome.corrupted  # restic check: "Fatal: repository contains errors" (exit 1)
         message = result.error if outcome is not Outcome.ok else f"no errors ({subset or 'structure only'})"
         return Report("check", repo.name, target, outcome, message, seconds=time.monotonic() - started)
 

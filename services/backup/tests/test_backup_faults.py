@@ -142,7 +142,8 @@ def test_server_killed_mid_backup_then_the_next_run_completes_and_checks_clean(
     data = tmp_path / "rest-storage" / "data"
     deadline = time.monotonic() + 60
     while not (data.exists() and any(p.is_file() for p in data.rglob("*"))):
-        assert time.monotonic() < deadline and thread.is_alive(), reports
+        assert time.monotonic() < deadline, "no pack reached the server"
+        assert thread.is_alive(), reports
         time.sleep(0.02)
     server.kill()
     thread.join(timeout=120)

@@ -8,6 +8,7 @@ import pytest
 from backup_helpers import (
     Server,
     local_repo,
+    make_restic,
     mixed_tree,
     read_tree,
     rest_repo,
@@ -20,7 +21,6 @@ from backup_helpers import (
 
 from homelab_backup.restic import Outcome, Repository
 from homelab_backup.runner import Runner
-from backup_helpers import make_restic
 
 
 def repository(kind: str, tmp_path: Path, servers: list[Server]) -> Repository:
@@ -81,7 +81,8 @@ def test_dump_command_output_is_backed_up_and_verified(tmp_path: Path) -> None:
     assert report.outcome is Outcome.ok, report.message
     (tmp_path / "scratch").mkdir()
     drill = runner.drill(repo, "gitea/db", tmp_path / "scratch")
-    assert drill.outcome is Outcome.ok and drill.files == 1
+    assert drill.outcome is Outcome.ok
+    assert drill.files == 1
     restored = runner.restore(repo, "gitea/db", tmp_path / "out")
     assert restored.ok
     expected = b"CREATE TABLE t;\n" + b"".join(f"{i}\n".encode() for i in range(1, 20001))
@@ -93,7 +94,8 @@ def test_a_failing_dump_command_is_a_failure_and_leaves_no_snapshot(tmp_path: Pa
     repo = local_repo(tmp_path)
     report = runner.backup_command(repo, "gitea/db", "echo half a dump; echo 'pg_dump: lost' >&2; exit 2", "x.sql")
     assert report.outcome is Outcome.failed
-    assert "exited with 2" in report.message and "pg_dump: lost" in report.message
+    assert "exited with 2" in report.message
+    assert "pg_dump: lost" in report.message
     _, snapshots = runner.snapshots(repo, "gitea/db")
     assert snapshots == []
 
@@ -115,7 +117,8 @@ def test_retention_forgets_old_snapshots_and_their_manifests(tmp_path: Path) -> 
     (tmp_path / "scratch").mkdir()
     assert runner.drill(repo, "apps/data", tmp_path / "scratch").ok
     refused = runner.forget(repo, "apps/data", {})
-    assert refused.outcome is Outcome.failed and "refusing" in refused.message
+    assert refused.outcome is Outcome.failed
+    assert "refusing" in refused.message
 
 
 def test_restore_dry_run_lists_what_would_be_written_and_writes_nothing(tmp_path: Path) -> None:

@@ -31,10 +31,6 @@ class Manifest:
     files: dict[str, Entry] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
 
-    @property
-    def bytes(self) -> int:
-        return sum(entry.size for entry in self.files.values())
-
     def to_json(self) -> bytes:
         data = {
             "version": 1,
@@ -115,7 +111,11 @@ class Comparison:
 
     def describe(self) -> str:
         parts = []
-        for label, paths in (("differ", self.mismatched), ("missing", self.missing), ("not in manifest", self.unexpected)):
+        for label, paths in (
+            ("differ", self.mismatched),
+            ("missing", self.missing),
+            ("not in manifest", self.unexpected),
+        ):
             if paths:
                 shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
                 parts.append(f"{len(paths)} {label}: {shown}")

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -38,7 +38,7 @@ class Outcome(StrEnum):
     partial = "partial"  # exit 3, or files that changed while being read: the snapshot is incomplete
     no_repository = "no_repository"  # exit 10
     locked = "locked"  # exit 11
-    wrong_password = "wrong_password"  # exit 12
+    wrong_password = "wrong_password"  # noqa: S105 (exit 12; a name, not a password)
     corrupted = "corrupted"  # check found errors, or restored bytes differ from the manifest
     no_space = "no_space"  # the repository's storage is full
     unreachable = "unreachable"  # the backend cannot be reached
@@ -61,8 +61,7 @@ ADVICE: dict[Outcome, str] = {
     "(see the backup README's runbook); back up to the other repository meanwhile",
     Outcome.no_space: "the repository's storage is full: free space or prune, then the next run continues",
     Outcome.unreachable: "the repository's server did not answer: check the server and the network",
-    Outcome.timeout: "restic took longer than the timeout and was stopped: raise timeout_seconds or check the "
-    "server",
+    Outcome.timeout: "restic took longer than the timeout and was stopped: raise timeout_seconds or check the server",
     Outcome.interrupted: "restic was interrupted; the next run continues",
     Outcome.failed: "restic failed: see the message",
 }
@@ -245,9 +244,11 @@ class Restic:
                 cwd=cwd,
                 start_new_session=True,  # our timeout kills restic and whatever it started
             )
-            assert process.stdout is not None and process.stderr is not None
+            assert process.stdout is not None
+            assert process.stderr is not None
             stderr_lines: list[str] = []
-            reader = threading.Thread(target=lambda: stderr_lines.extend(_lines(process.stderr)), daemon=True)
+            stderr = process.stderr
+            reader = threading.Thread(target=lambda: stderr_lines.extend(_lines(stderr)), daemon=True)
             reader.start()
             expired = threading.Event()
 
@@ -327,7 +328,5 @@ def _parse(line: str) -> Any:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

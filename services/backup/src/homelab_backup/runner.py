@@ -189,12 +189,14 @@ class Runner:
         if not ready.ok:
             return self._failed("backup", repo, target, ready, started)
         producer = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert producer.stdout is not None and producer.stderr is not None
+        assert producer.stdout is not None
+        assert producer.stderr is not None
         digest = hashlib.sha256()
         size = 0
         reader, writer = _pipe()
         producer_errors: list[bytes] = []
-        stderr_reader = threading.Thread(target=lambda: producer_errors.append(producer.stderr.read()), daemon=True)
+        producer_stderr = producer.stderr
+        stderr_reader = threading.Thread(target=lambda: producer_errors.append(producer_stderr.read()), daemon=True)
         stderr_reader.start()
 
         def pump() -> None:
@@ -477,7 +479,7 @@ def _pipe() -> tuple[Any, Any]:
     import os
 
     read_fd, write_fd = os.pipe()
-    return open(read_fd, "rb"), open(write_fd, "wb")  # noqa: SIM115 (closed by the caller's with-blocks)
+    return open(read_fd, "rb"), open(write_fd, "wb")
 
 
 __all__ = ["Report", "ResticError", "Runner"]

@@ -178,6 +178,9 @@ class Controller:
         self._reported = set()
         self.reconciler.trigger()
 
+    def pod_dicts(self) -> list[dict[str, Any]]:
+        return [_dict(o) for o in self.pods.list()]
+
     def ready(self) -> str | None:
         if not all(i.has_synced for i in self.informers):
             return "waiting for the first list of PVCs, Pods, Namespaces and Jobs"
@@ -225,6 +228,7 @@ class Controller:
     ) -> list[tuple[str, Volume | None, str, str]]:
         """(action, volume, repository, slot) of every Job that should be running and is not."""
         last: dict[tuple[str, str, str], datetime] = {}
+        active: set[tuple[str, str, str]] = set()  # a Job still running: the next waits (no pile-up)
         for job in jobs:
             meta = _meta(job)
             labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
@@ -239,6 +243,8 @@ class Controller:
                 continue
             if key not in last or slot > last[key]:
                 last[key] = slot
+            if not _finished(job):
+                active.add(key)
         out: list[tuple[str, Volume | None, str, str]] = []
         jitter = timedelta(minutes=self.settings.jitter_minutes)
         schedules = {
@@ -250,11 +256,15 @@ class Controller:
             for volume in selection.volumes:
                 seen = datetime.fromtimestamp(self.status.first_seen.get(volume.key, now.timestamp()), UTC)
                 for action in ("backup", "drill"):
+                    if (action, volume.key, repo.name) in active:
+                        continue
                     since = last.get((action, volume.key, repo.name), seen)
                     volume_slot = due(schedules[action], f"{volume.key}|{action}", jitter, now, since)
                     if volume_slot is not None:
                         out.append((action, volume, repo.name, volume_slot.isoformat()))
             target = f"{self.settings.namespace}/-"
+            if ("maintain", target, repo.name) in active:
+                continue
             since = last.get(("maintain", target, repo.name), self._started)
             repo_slot = due(schedules["maintain"], f"{repo.name}|maintain", jitter, now, since)
             if repo_slot is not None:

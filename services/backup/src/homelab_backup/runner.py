@@ -259,12 +259,13 @@ class Runner:
         return Report("check", repo.name, target, outcome, message, seconds=time.monotonic() - started)
 
     def forget(self, repo: Repository, target: str, keep: dict[str, int]) -> Report:
-        """Retention: ``forget --prune`` of this target's snapshots (manifests go with their snapshots)."""
+        """Retention: ``forget --prune`` of this target's (or every target's) snapshots; manifests go with theirs."""
         started = time.monotonic()
         keep_args = [arg for name, count in sorted(keep.items()) if count for arg in (f"--keep-{name}", str(count))]
         if not keep_args:
             return Report("forget", repo.name, target, Outcome.failed, "no keep-* rule: refusing to forget everything")
-        result = self.call(repo, ["forget", "--prune", "--tag", f"pvc={target},kind=data", *keep_args])
+        tags = f"pvc={target},kind=data" if target else "kind=data"  # no target: every volume, each on its own
+        result = self.call(repo, ["forget", "--prune", "--tag", tags, *keep_args])
         if not result.ok:
             return self._failed("forget", repo, target, result, started)
         groups = [g for m in result.messages if isinstance(m, list) for g in m if isinstance(g, dict)]
@@ -421,7 +422,8 @@ class Runner:
         return result
 
     def _orphan_manifests(self, repo: Repository, target: str, kept: set[str]) -> list[str]:
-        listed = self.call(repo, ["snapshots", "--tag", f"pvc={target},kind=manifest"], timeout=600)
+        tags = f"pvc={target},kind=manifest" if target else "kind=manifest"
+        listed = self.call(repo, ["snapshots", "--tag", tags], timeout=600)
         orphans = []
         for message in listed.messages:
             if not isinstance(message, list):

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from homelab_bootstrap import gitops, job
-from homelab_common.site import Site, SiteError, load_site
+from homelab_common.site import Site, SiteError, backup_policy_warnings, load_site
 
 API_PORT = 6443
 GIT_PORT = 8418
@@ -107,6 +107,8 @@ def preflight(opts: Options) -> Site:
         site = load_site(opts.site_path)
     except SiteError as exc:
         raise PreflightError(str(exc)) from None
+    for where, message in backup_policy_warnings(site):  # told, not refused: backups can be added later
+        opts.say(f"warning: {where}: {message} (3-2-1: services/backup/README.md)")
     for tool in ("git", opts.helm):
         if shutil.which(tool) is None:
             raise PreflightError(f"{tool} is not installed: run ./task deps")

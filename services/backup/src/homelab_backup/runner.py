@@ -139,9 +139,18 @@ class Runner:
     def backup(self, repo: Repository, target: str, source: Path, *, host: str = "") -> Report:
         """Back up ``source`` (the read-only mount of the volume) with its checksum manifest."""
         started = time.monotonic()
-        manifest, unreadable = record(source)
+        # The manifest is hashed while restic reads the same files (both mostly wait on the disk; hashlib runs
+        # outside the GIL): a file written meanwhile changes its mtime or size and is caught by mark_changed.
+        hashed: list[tuple[Manifest, list[str]]] = []
+        hasher = threading.Thread(target=lambda: hashed.append(record(source)), name="manifest", daemon=True)
+        hasher.start()
         args = ["backup", ".", "--host", host or _host(target), *_tag_args(pvc_tags(target))]
         result = self.call(repo, args, cwd=source)
+        hasher.join()
+        if not hashed:  # record() itself failed (logged by the thread's excepthook): nothing to verify against
+            message = "could not record the checksum manifest of the volume"
+            return Report("backup", repo.name, target, Outcome.failed, message, seconds=time.monotonic() - started)
+        manifest, unreadable = hashed[0]
         if result.outcome is Outcome.no_repository and repo.init:
             ready = self.prepare(repo)
             if not ready.ok:

@@ -147,7 +147,8 @@ def main() -> None:
               f"{max(restic_rss) / 1024:.1f} MiB")  # fmt: skip
 
         last = args.rounds - 1
-        drill_env = ours_env | {"HOMELAB_BACKUP_REPOSITORIES": json.dumps([{"name": "bench", "url": str(work / f"ours-{last}"), "password": PASSWORD}])}  # fmt: skip
+        last_repo = [{"name": "bench", "url": str(work / f"ours-{last}"), "password": PASSWORD}]
+        drill_env = ours_env | {"HOMELAB_BACKUP_REPOSITORIES": json.dumps(last_repo)}
         drill = [
             sys.executable,
             "-m",

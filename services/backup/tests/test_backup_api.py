@@ -156,7 +156,7 @@ schema = schemathesis.pytest.from_fixture("backup_api")
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=15, suppress_health_check=list(HealthCheck), deadline=None)
+@hypothesis_settings(max_examples=10, suppress_health_check=list(HealthCheck), deadline=None)
 def test_backup_api_conforms_to_its_openapi(case: schemathesis.Case) -> None:
     case.call_and_validate()
 
@@ -206,10 +206,6 @@ def test_the_runner_command_reports_and_exits_by_outcome(tmp_path: Path) -> None
     assert report is not None
     assert report["outcome"] == "ok"
     assert "restic 0.18" in out
-    code, report, out = run_cli(tmp_path, repos, "drill", "--repository", "nas", "--target", "apps/data")
-    assert code == 0, out
-    assert report is not None
-    assert report["files"] == 6
     code, report, out = run_cli(tmp_path, repos, "maintain", "--repository", "nas")
     assert code == 0, out
     assert report is not None

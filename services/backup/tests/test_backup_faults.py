@@ -134,8 +134,8 @@ def test_server_killed_mid_backup_then_the_next_run_completes_and_checks_clean(
     servers.append(server)
     repo = rest_repo(server)
     source = tmp_path / "volume"
-    mixed_tree(source, files=24, size=1024 * 1024, seed=3)  # 24 MB, half incompressible
-    runner = Runner(make_restic(tmp_path, timeout=25.0))
+    mixed_tree(source, files=16, size=1024 * 1024, seed=3)  # 16 MB, half incompressible
+    runner = Runner(make_restic(tmp_path, timeout=15.0))  # restic retries a dead server for minutes: our deadline
     reports = []
     thread = threading.Thread(target=lambda: reports.append(runner.backup(repo, "apps/data", source)))
     thread.start()
@@ -151,6 +151,7 @@ def test_server_killed_mid_backup_then_the_next_run_completes_and_checks_clean(
     assert not killed.ok
     assert killed.outcome in (Outcome.timeout, Outcome.unreachable), killed
     server.start()
+    runner = Runner(make_restic(tmp_path))
     again = runner.backup(repo, "apps/data", source)
     assert again.outcome is Outcome.ok, again.message
     check = runner.check(repo, subset="100%")

@@ -205,7 +205,7 @@ def test_the_runner_command_reports_and_exits_by_outcome(tmp_path: Path) -> None
     assert code == 0, out
     assert report is not None
     assert report["outcome"] == "ok"
-    assert "restic 0.18" in out
+    assert "backup apps/data -> nas (local)" in out
     code, report, out = run_cli(tmp_path, repos, "maintain", "--repository", "nas")
     assert code == 0, out
     assert report is not None

@@ -89,7 +89,7 @@ def run(argv: list[str], settings: Settings) -> int:
     except KeyError as exc:
         print(f"homelab-backup run: {exc.args[0]}", file=sys.stderr)
         return 2
-    print(f"{args.action} {args.target or ''} -> {repo.name} ({repo.kind}) with {runner.restic.version()}", flush=True)
+    print(f"{args.action} {args.target or ''} -> {repo.name} ({repo.kind})", flush=True)
     if args.action == "backup" and args.command:
         report = runner.backup_command(repo, args.target, args.command, args.filename)
     elif args.action == "backup":

@@ -308,11 +308,13 @@ class Runner:
     def drill(self, repo: Repository, target: str, scratch: Path, snapshot: str = "latest") -> Report:
         """Restore a snapshot into ``scratch`` and compare it file by file with its manifest."""
         started = time.monotonic()
-        found = self._resolve(repo, target, snapshot)
+        listing, every = self._all_of(repo, target)  # one listing: the data snapshots and their manifests
+        found = self._resolve(repo, target, snapshot, (listing, [s for s in every if "kind=data" in s["tags"]]))
         if isinstance(found, Result):
             return self._failed("drill", repo, target, found, started)
         snapshot_id = found
-        manifest = self._load_manifest(repo, snapshot_id)
+        manifests = [s for s in every if {"kind=manifest", f"of={snapshot_id}"} <= set(s["tags"])]
+        manifest = self._load_manifest(repo, snapshot_id, listing, manifests)
         if isinstance(manifest, Result):
             return self._failed("drill", repo, target, manifest, started, snapshot=snapshot_id)
         with tempfile.TemporaryDirectory(prefix="drill-", dir=scratch) as into:
@@ -393,9 +395,18 @@ class Runner:
                 repo, ["backup", "--stdin", "--stdin-filename", MANIFEST_FILE, "--host", host, *tags], stdin=handle
             )
 
-    def _load_manifest(self, repo: Repository, snapshot: str) -> Manifest | Result:
-        listed = self.call(repo, ["snapshots", "--tag", f"kind=manifest,of={snapshot}"], timeout=600)
-        ids = [s["id"] for m in listed.messages if isinstance(m, list) for s in m]
+    def _all_of(self, repo: Repository, target: str) -> tuple[Result, list[dict[str, Any]]]:
+        """Every snapshot of ``target`` (data and manifests), oldest first."""
+        result = self.call(repo, ["snapshots", "--tag", f"pvc={target}"], timeout=600)
+        listed = [s for m in result.messages if isinstance(m, list) for s in m if isinstance(s, dict)]
+        for item in listed:
+            item["tags"] = list(item.get("tags") or [])
+        return result, listed
+
+    def _load_manifest(
+        self, repo: Repository, snapshot: str, listed: Result, manifests: list[dict[str, Any]]
+    ) -> Manifest | Result:
+        ids = [str(s["id"]) for s in manifests]
         if not listed.ok:
             return listed
         if not ids:
@@ -413,8 +424,14 @@ class Runner:
                 got.errors.append(f"the checksum manifest of {snapshot[:8]} is unreadable: {exc}")
                 return got
 
-    def _resolve(self, repo: Repository, target: str, snapshot: str) -> str | Result:
-        result, listed = self.snapshots(repo, target)
+    def _resolve(
+        self,
+        repo: Repository,
+        target: str,
+        snapshot: str,
+        known: tuple[Result, list[dict[str, Any]]] | None = None,
+    ) -> str | Result:
+        result, listed = known or self.snapshots(repo, target)
         if not result.ok:
             return result
         if snapshot == "latest":

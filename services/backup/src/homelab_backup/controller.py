@@ -16,7 +16,6 @@ of its own namespace).
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -467,7 +466,3 @@ class Controller:
 def _finished(job: Mapping[str, Any]) -> bool:
     status = job.get("status") or {}
     return bool(status.get("succeeded") or status.get("failed"))
-
-
-def decode_secret(data: Mapping[str, str], key: str) -> str:
-    return base64.b64decode(data[key]).decode()

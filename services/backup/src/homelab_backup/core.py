@@ -37,7 +37,6 @@ ANNOTATION_TARGET = "backup.homelab.dev/target"
 ANNOTATION_SLOT = "backup.homelab.dev/slot"
 MOUNT = "/data"
 SCRATCH = "/scratch"
-ACTIONS = ("backup", "check", "forget", "drill", "restore")
 
 
 @dataclass(frozen=True)

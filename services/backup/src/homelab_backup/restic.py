@@ -156,15 +156,6 @@ class Result:
         return ADVICE[self.outcome]
 
 
-class ResticError(Exception):
-    """A restic call did not succeed; carries the classified :class:`Result`."""
-
-    def __init__(self, result: Result, action: str) -> None:
-        self.result = result
-        self.outcome = result.outcome
-        super().__init__(f"{action}: {result.outcome.value}: {result.error}")
-
-
 def _error_text(message: Any) -> str | None:
     """The human text of an error message restic printed as JSON."""
     if not isinstance(message, dict):
@@ -182,19 +173,13 @@ def _error_text(message: Any) -> str | None:
 
 @dataclass
 class Restic:
-    """Runs restic against repositories. ``command`` may prefix the binary (tests drop capabilities with it)."""
+    """Runs restic against repositories; ``command_prefix`` runs it under another command (tests drop capabilities)."""
 
     binary: str = "restic"
     timeout: float = 6 * 3600.0
     cache_dir: Path | None = None
     command_prefix: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
-
-    def version(self) -> str:
-        out = subprocess.run(
-            [*self.command_prefix, self.binary, "version"], capture_output=True, text=True, timeout=30, check=False
-        )
-        return out.stdout.strip()
 
     @contextmanager
     def _environment(self, repo: Repository) -> Iterator[dict[str, str]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from homelab_backup.manifest import Comparison, Entry, Manifest, compare, mark_changed, record
-from homelab_backup.restic import ADVICE, Outcome, Repository, Restic, ResticError, Result
+from homelab_backup.restic import ADVICE, Outcome, Repository, Restic, Result
 
 log = logging.getLogger(__name__)
 
@@ -510,4 +510,4 @@ def _pipe() -> tuple[Any, Any]:
     return open(read_fd, "rb"), open(write_fd, "wb")
 
 
-__all__ = ["Report", "ResticError", "Runner"]
+__all__ = ["Report", "Runner"]

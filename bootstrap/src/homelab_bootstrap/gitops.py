@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def enabled(app: App, site: Site) -> bool:
         "alloy": site.apps.logging,
         "homepage": site.apps.homepage,
         "dns": site.apps.dns,
+        "backup": site.backup.enabled,
         "cloudflared": site.exposure.cloudflare_tunnel is not None,
         # provisioning needs machines to provision (a bring-your-own cluster may list none)
         "pxe": bool(site.machines),
@@ -217,6 +219,17 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
             "HOMELAB_PXE_AUTOINSTALL_URL": f"http://autoinstall.autoinstall.svc:{AUTOINSTALL_PORT}",
         }
         values["pxe"] = {"controllers": {"main": {"containers": {"main": {"env": env}}}}}
+    elif app.name == "backup":
+        backup = site.backup
+        env = {
+            "HOMELAB_BACKUP_SCHEDULE": backup.schedule,
+            "HOMELAB_BACKUP_JITTER_MINUTES": str(backup.jitter_minutes),
+            "HOMELAB_BACKUP_KEEP": json.dumps(backup.keep.model_dump(), sort_keys=True),
+            "HOMELAB_BACKUP_CHECK_SCHEDULE": backup.check_schedule,
+            "HOMELAB_BACKUP_CHECK_SUBSET": backup.check_subset,
+            "HOMELAB_BACKUP_DRILL_SCHEDULE": backup.drill_schedule,
+        }
+        values["backup"] = {"controllers": {"main": {"containers": {"main": {"env": env}}}}}
     elif app.name == "registry":
         values["docker-registry"] = {
             "ingress": {"hosts": [host], "tls": _tls(site, app.name), "annotations": _ingress_annotations()},

@@ -103,8 +103,17 @@ def _read_secret(ctx: Context, namespace: str, name: str) -> dict[str, str]:
 
 
 def step_namespaces(ctx: Context) -> list[str]:
-    names = [gitops.ARGOCD_NAMESPACE, "cert-manager", "monitoring", "gitea", "registry", "woodpecker", "cloudflared"]
-    names.append("homepage")  # the ntfy Secret (alert delivery) lives there
+    names = [
+        gitops.ARGOCD_NAMESPACE,
+        "cert-manager",
+        "monitoring",
+        "gitea",
+        "registry",
+        "woodpecker",
+        "cloudflared",
+        "backup",
+        "homepage",  # the ntfy Secret (alert delivery) lives there
+    ]
     apps = {a.name: a for a in gitops.discover_apps(ctx.source)}
     wanted = [n for n in names if n == gitops.ARGOCD_NAMESPACE or (n in apps and gitops.enabled(apps[n], ctx.site))]
     changes = []
@@ -158,6 +167,10 @@ def step_secrets(ctx: Context) -> list[str]:
             raise BootstrapError(f"secret {namespace}/{name}: {exc}") from None
         if ctx.kube.apply(_secret(namespace, name, {key: value})) != "unchanged":
             changes.append(f"secret {namespace}/{name} set from the site file's reference")
+    if ctx.site.backup.enabled and ctx.site.backup.repositories:
+        data = {BACKUP_SECRET_KEY: backup_repositories_json(ctx.site, ctx.environ or None)}
+        if ctx.kube.apply(_secret("backup", BACKUP_SECRET, data)) != "unchanged":
+            changes.append(f"secret backup/{BACKUP_SECRET} set from the site file's backup.repositories")
     return changes
 
 
@@ -175,6 +188,27 @@ def _ntfy_secret(ctx: Context) -> list[str]:
     if ctx.kube.apply(_secret("homepage", "homepage-ntfy", data)) == "unchanged":
         return []
     return ["secret homepage/homepage-ntfy set from the site file's alerting.ntfy"]
+
+
+BACKUP_SECRET = "homelab-backup-repositories"  # noqa: S105 (a Secret's name)
+BACKUP_SECRET_KEY = "repositories.json"  # noqa: S105 (a key name)
+
+
+def backup_repositories_json(site: Site, environ: dict[str, str] | None = None) -> str:
+    """The backup service's repositories (HOMELAB_BACKUP_REPOSITORIES), passwords and credentials read now."""
+    repos = []
+    for index, repo in enumerate(site.backup.repositories):
+        where = f"backup.repositories[{index}]"
+        try:
+            password = repo.password.read(environ)
+            env = {name: ref.read(environ) for name, ref in sorted(repo.env.items())}
+        except LookupError as exc:
+            raise BootstrapError(f"{where} ({repo.name}): {exc}") from None
+        repos.append(
+            {"name": repo.name, "url": repo.url, "offsite": repo.offsite, "init": repo.init, "password": password}
+            | ({"env": env} if env else {})
+        )
+    return json.dumps(repos, sort_keys=True)
 
 
 def _helm(ctx: Context, *args: str) -> str:

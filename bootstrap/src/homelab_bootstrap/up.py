@@ -34,7 +34,7 @@ from kubernetes.client.exceptions import ApiException
 from homelab_bootstrap import assets, gitops, job, join
 from homelab_common.k8s.client import load_client
 from homelab_common.k8s.errors import KubeConfigError
-from homelab_common.site import Site, SiteError, load_site
+from homelab_common.site import Site, SiteError, backup_policy_warnings, load_site
 
 API_PORT = 6443
 GIT_PORT = 8418
@@ -119,6 +119,8 @@ def preflight(opts: Options) -> Site:
         site = load_site(opts.site_path)
     except SiteError as exc:
         raise PreflightError(str(exc)) from None
+    for where, message in backup_policy_warnings(site):  # told, not refused: backups can be added later
+        opts.say(f"warning: {where}: {message} (3-2-1: services/backup/README.md)")
     for tool in ("git", opts.helm):
         if shutil.which(tool) is None:
             raise PreflightError(f"{tool} is not installed: run ./task deps")

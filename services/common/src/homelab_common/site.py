@@ -270,6 +270,82 @@ class Alerting(_Strict):
     ntfy: NtfyAlerts | None = None
 
 
+_CRON_FIELD = r"(\*|\d+(-\d+)?(,\d+(-\d+)?)*)(/\d+)?"
+_CRON = re.compile(rf"^(@(hourly|daily|weekly|monthly)|{_CRON_FIELD}( {_CRON_FIELD}){{4}})$")
+
+
+def _cron(value: str) -> str:
+    value = " ".join(value.split())
+    if not _CRON.match(value):
+        raise ValueError("not a schedule: five cron fields (minute hour day month weekday) or @hourly/@daily/@weekly")
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+class BackupRepository(_Strict):
+    """A restic repository (``url`` as restic writes it: ``/srv/backup``, ``sftp:user@host:/path``,
+    ``rest:https://host/``, ``s3:https://host/bucket/path``, ``b2:bucket:path``)."""
+
+    name: Hostname
+    url: Annotated[str, Field(min_length=1, max_length=500)]
+    #: In another building than the cluster (what 3-2-1's "1" counts); a local path cannot be.
+    offsite: bool = False
+    #: A new, empty repository: the runner may create it. Otherwise a missing repository is an error, never
+    #: silently re-created (a mistyped URL or an unmounted NAS must not start a fresh, empty history).
+    init: bool = False
+    password: SecretRef
+    #: Backend credentials by variable name (AWS_ACCESS_KEY_ID, B2_ACCOUNT_KEY, RESTIC_REST_PASSWORD, ...).
+    env: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], SecretRef] = Field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        scheme, sep, _ = self.url.partition(":")
+        return not sep or scheme in ("local",) or self.url.startswith("/")
+
+
+class BackupKeep(_Strict):
+    """Retention per repository (restic forget --keep-*; k8up's keepLast, keepDaily, ...)."""
+
+    last: int = Field(default=0, ge=0)
+    hourly: int = Field(default=0, ge=0)
+    daily: int = Field(default=7, ge=0)
+    weekly: int = Field(default=4, ge=0)
+    monthly: int = Field(default=6, ge=0)
+    yearly: int = Field(default=0, ge=0)
+
+
+class Backup(_Strict):
+    """Backups of every PVC (and k3s's etcd snapshots) with restic, to every repository listed."""
+
+    enabled: bool = True
+    repositories: list[BackupRepository] = Field(default_factory=list)
+    schedule: Cron = "@daily"
+    #: Each volume's backups start at a fixed offset in [0, jitter) after the schedule (k8up's @daily-random).
+    jitter_minutes: int = Field(default=120, ge=0, le=1440)
+    keep: BackupKeep = BackupKeep()
+    check_schedule: Cron = "@weekly"
+    #: restic check --read-data-subset: a percentage (``5%``) or a part (``1/7``).
+    check_subset: Annotated[str, Field(pattern=r"^(\d{1,2}(\.\d+)?%|100%|\d+/\d+)$")] = "5%"
+    drill_schedule: Cron = "@weekly"
+
+
+def backup_policy_warnings(site: Site) -> list[tuple[str, str]]:
+    """3-2-1 (two repositories besides the live data, one of them offsite): what the site falls short of."""
+    backup = site.backup
+    if not backup.enabled:
+        return [("backup.enabled", "backups are off: nothing protects the cluster's volumes")]
+    warnings = []
+    if len(backup.repositories) < 2:
+        warnings.append(
+            ("backup.repositories", f"{len(backup.repositories)} repository(ies): 3-2-1 needs at least 2 (copies)")
+        )
+    if not any(repo.offsite for repo in backup.repositories):
+        warnings.append(("backup.repositories", "none is offsite: 3-2-1 needs one copy in another place"))
+    return warnings
+
+
 class Site(_Strict):
     """The whole site file."""
 
@@ -285,6 +361,7 @@ class Site(_Strict):
     certificates: Certificates = Certificates()
     slo: SloObjectives = SloObjectives()
     alerting: Alerting = Alerting()
+    backup: Backup = Backup()
 
     @property
     def private_domain(self) -> bool:
@@ -361,6 +438,15 @@ def site_problems(site: Site) -> list[tuple[str, str]]:
                 problems.append(("k3s.lb_pool", f"{site.k3s.lb_pool} is not an ascending range inside {subnet}"))
             elif any(first <= ip <= last for ip in seen["ip"] if isinstance(ip, ipaddress.IPv4Address)):
                 problems.append(("k3s.lb_pool", "overlaps a machine's address"))
+    names: set[str] = set()
+    for index, repo in enumerate(site.backup.repositories):
+        if repo.name in names:
+            problems.append((f"backup.repositories[{index}].name", f"{repo.name} is used twice"))
+        names.add(repo.name)
+        if repo.offsite and repo.local:
+            problems.append(
+                (f"backup.repositories[{index}].offsite", f"{repo.url} is a local path: it cannot be offsite")
+            )
     if site.private_domain:
         if site.certificates.acme is not None:
             problems.append(

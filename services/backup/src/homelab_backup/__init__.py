@@ -1,0 +1,1 @@
+"""homelab_backup: 3-2-1 restic backups of every PVC, with verified restore drills."""

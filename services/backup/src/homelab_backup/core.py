@@ -1,0 +1,319 @@
+"""What to back up, where it runs, and the Job that does it: pure functions of the cluster's objects.
+
+Every PVC is backed up unless opted out, on its PVC or its namespace (annotation or label):
+
+- ``k8up.io/backup: "false"`` (k8up's key, so manifests brought from k8up keep working);
+- ``backup.homelab.dev/enabled: "false"`` (ours; ``"true"`` on a PVC overrides a namespace's opt-out).
+
+A value other than ``true``/``false`` is not silently taken as either: the volume is still backed up (losing
+data is worse than an extra backup) and the mistake is reported as an Event naming the key.
+
+The Job runs on the node where the volume is attached (a pod using it, else the PVC's
+``volume.kubernetes.io/selected-node``), so a ReadWriteOnce volume is never multi-attached, and mounts the
+volume read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+K8UP_BACKUP = "k8up.io/backup"
+K8UP_COMMAND = "k8up.io/backupcommand"
+K8UP_EXTENSION = "k8up.io/file-extension"
+ENABLED = "backup.homelab.dev/enabled"
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+OPT_OUT_KEYS = (K8UP_BACKUP, ENABLED)
+
+LABEL_MANAGED = "app.kubernetes.io/managed-by"
+MANAGER = "homelab-backup"
+LABEL_ACTION = "backup.homelab.dev/action"
+LABEL_REPOSITORY = "backup.homelab.dev/repository"
+ANNOTATION_TARGET = "backup.homelab.dev/target"
+ANNOTATION_SLOT = "backup.homelab.dev/slot"
+MOUNT = "/data"
+SCRATCH = "/scratch"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An annotation mistake on an object: reported as a Warning Event, never fatal."""
+
+    kind: str
+    namespace: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A PVC to back up: where it is attached, and the pods that use it."""
+
+    namespace: str
+    name: str
+    node: str | None
+    pods: tuple[str, ...] = ()
+    command: str | None = None  # k8up.io/backupcommand of a pod using it
+    command_pod: str | None = None
+    extension: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class Selection:
+    volumes: list[Volume] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # key -> why
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata") or {}
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _flag(obj: Mapping[str, Any], kind: str, problems: list[Problem]) -> bool | None:
+    """The object's opt-in/opt-out: True, False or None (not said). Looks at annotations, then labels."""
+    meta = _meta(obj)
+    verdict: bool | None = None
+    for source in (meta.get("labels") or {}, meta.get("annotations") or {}):
+        for key in OPT_OUT_KEYS:
+            if key not in source:
+                continue
+            value = str(source[key]).strip().lower()
+            if value in ("true", "false"):
+                said = value == "true"
+                verdict = said if verdict is None or key == ENABLED else verdict
+            else:
+                problems.append(
+                    Problem(
+                        kind,
+                        str(meta.get("namespace") or ""),
+                        str(meta.get("name") or ""),
+                        f'{key}: {source[key]!r} is neither "true" nor "false"; the volume is still backed up',
+                    )
+                )
+    return verdict
+
+
+def select(
+    pvcs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], namespaces: Iterable[Mapping[str, Any]]
+) -> Selection:
+    """The volumes to back up, those skipped (and why), and annotation mistakes."""
+    out = Selection()
+    ns_flags: dict[str, bool | None] = {}
+    for ns in namespaces:
+        ns_flags[str(_meta(ns).get("name"))] = _flag(ns, "Namespace", out.problems)
+    users: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        meta = _meta(pod)
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed") or meta.get("deletionTimestamp"):
+            continue
+        if (meta.get("labels") or {}).get(LABEL_MANAGED) == MANAGER:
+            continue  # our own Jobs' pods
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim:
+                users.setdefault((str(meta.get("namespace")), str(claim)), []).append(pod)
+    for pvc in sorted(pvcs, key=lambda p: (str(_meta(p).get("namespace")), str(_meta(p).get("name")))):
+        meta = _meta(pvc)
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        key = f"{namespace}/{name}"
+        if (pvc.get("status") or {}).get("phase", "Bound") != "Bound":
+            out.skipped[key] = "not bound yet"
+            continue
+        own = _flag(pvc, "PersistentVolumeClaim", out.problems)
+        in_ns = ns_flags.get(namespace)
+        if own is False or (own is None and in_ns is False):
+            where = "the PVC" if own is False else f"namespace {namespace}"
+            out.skipped[key] = f"opted out on {where}"
+            continue
+        pods_using = sorted(users.get((namespace, name), []), key=lambda p: str(_meta(p).get("name")))
+        node = next(
+            ((p.get("spec") or {}).get("nodeName") for p in pods_using if (p.get("spec") or {}).get("nodeName")), None
+        )
+        node = node or (meta.get("annotations") or {}).get(SELECTED_NODE)
+        command, command_pod, extension = None, None, ""
+        for pod in pods_using:
+            annotations = _meta(pod).get("annotations") or {}
+            if annotations.get(K8UP_COMMAND):
+                command, command_pod = str(annotations[K8UP_COMMAND]), str(_meta(pod).get("name"))
+                extension = str(annotations.get(K8UP_EXTENSION, ""))
+                break
+        out.volumes.append(
+            Volume(
+                namespace,
+                name,
+                str(node) if node else None,
+                tuple(str(_meta(p).get("name")) for p in pods_using),
+                command,
+                command_pod,
+                extension,
+            )
+        )
+    return out
+
+
+def job_name(action: str, key: str, repository: str, slot: str) -> str:
+    """A stable, DNS-safe, <= 63 character name: one Job per action, volume, repository and slot."""
+    digest = hashlib.sha256(f"{action}|{key}|{repository}|{slot}".encode()).hexdigest()[:10]
+    readable = re.sub(r"[^a-z0-9-]", "-", f"{action}-{key.split('/')[-1]}-{repository}".lower())[:40].strip("-")
+    return f"{readable}-{digest}"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a Job needs besides the action: the image, the Secret with the repositories, resources."""
+
+    image: str
+    secret: str
+    service_account: str = ""
+    timeout_seconds: int = 6 * 3600
+    stale_lock_seconds: int = 3600
+    pull_policy: str = "IfNotPresent"
+
+
+def repository_env(secret: str, repository: str) -> list[dict[str, Any]]:
+    """The runner's environment for one repository: everything from the Secret, nothing inline."""
+    return [
+        {
+            "name": "HOMELAB_BACKUP_REPOSITORIES",
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": "repositories.json"}},
+        },
+        {"name": "HOMELAB_BACKUP_REPOSITORY", "value": repository},
+    ]
+
+
+def build_job(
+    action: str,
+    volume: Volume | None,
+    repository: str,
+    slot: str,
+    spec: JobSpec,
+    *,
+    namespace: str,
+    args: Iterable[str] = (),
+    restore_into: str | None = None,
+) -> dict[str, Any]:
+    """A batch/v1 Job running ``homelab-backup run <action>`` for one volume (or none: maintain) and repository.
+
+    Backups and restores run in the volume's namespace, on its node, with it mounted; drills and maintenance
+    need no volume and run in ``namespace`` (the controller's).
+    """
+    key = volume.key if volume else f"{namespace}/-"
+    mounted = volume is not None and action in ("backup", "restore")
+    name = job_name(action, key, repository, slot)
+    labels = {
+        LABEL_MANAGED: MANAGER,
+        "app.kubernetes.io/name": "homelab-backup",
+        "app.kubernetes.io/component": "runner",
+        LABEL_ACTION: action,
+        LABEL_REPOSITORY: repository,
+    }
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [
+        {"name": "scratch", "mountPath": SCRATCH},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (the container's own emptyDir)
+    ]
+    if mounted and volume is not None:
+        claim = restore_into if action == "restore" and restore_into else volume.name
+        read_only = action == "backup"
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}})
+        mounts.append({"name": "data", "mountPath": MOUNT, "readOnly": read_only})
+    command = ["homelab-backup", "run", action, "--repository", repository, "--target", key, *args]
+    if action == "backup" and volume is not None and volume.command:
+        command += ["--command", volume.command, "--filename", f"{volume.name}{volume.extension or '.dump'}"]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {**_identity(action), "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": "runner",
+                "image": spec.image,
+                "imagePullPolicy": spec.pull_policy,
+                "command": command,
+                "env": [
+                    *repository_env(spec.secret, repository),
+                    {"name": "HOMELAB_BACKUP_TIMEOUT_SECONDS", "value": str(spec.timeout_seconds)},
+                    {"name": "HOMELAB_BACKUP_STALE_LOCK_SECONDS", "value": str(spec.stale_lock_seconds)},
+                    {"name": "RESTIC_CACHE_DIR", "value": f"{SCRATCH}/cache"},
+                ],
+                "volumeMounts": mounts,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {
+                        "drop": ["ALL"],
+                        **({"add": list(CAPABILITIES[action])} if action in CAPABILITIES else {}),
+                    },
+                },
+                "terminationMessagePolicy": "File",
+            }
+        ],
+        "volumes": volumes,
+    }
+    if mounted and volume is not None and volume.node:
+        pod_spec["nodeName"] = volume.node  # where the volume is attached: no multi-attach of RWO volumes
+    if spec.service_account:
+        pod_spec["serviceAccountName"] = spec.service_account
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": volume.namespace if mounted and volume is not None else namespace,
+            "labels": labels,
+            "annotations": {ANNOTATION_TARGET: key, ANNOTATION_SLOT: slot},
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": 7 * 86400,
+            "activeDeadlineSeconds": spec.timeout_seconds + 600,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+#: Reading every file of a volume whatever its owner needs root with CAP_DAC_READ_SEARCH (read-only: it cannot
+#: write, nor bypass write permissions); a restore writes owners and modes back. Everything else runs as 10001.
+CAPABILITIES = {"backup": ("DAC_READ_SEARCH",), "restore": ("CHOWN", "DAC_OVERRIDE", "FOWNER")}
+
+
+def _identity(action: str) -> dict[str, Any]:
+    if action in CAPABILITIES:
+        return {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False}
+    return {"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True}
+
+
+def job_report(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The runner's report of a finished Job (its pod's termination message), or a failure of our own words."""
+    status = job.get("status") or {}
+    if not (status.get("succeeded") or status.get("failed")):
+        return None
+    name = _meta(job).get("name")
+    for pod in pods:
+        if (_meta(pod).get("labels") or {}).get("job-name") != name:
+            continue
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            message = terminated.get("message")
+            if message:
+                try:
+                    report = json.loads(message)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(report, dict) and "outcome" in report:
+                    return report
+    reason = "the runner left no report (killed, evicted, or out of time)"
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("message"):
+            reason = f"{reason}: {condition['message']}"
+    return {"outcome": "failed", "message": reason}

@@ -1,0 +1,133 @@
+"""Backup -> restore round trips through the runner against real repositories: local, SFTP, REST and S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from backup_helpers import (
+    Server,
+    local_repo,
+    make_restic,
+    mixed_tree,
+    read_tree,
+    rest_repo,
+    rest_server,
+    s3_repo,
+    s3_server,
+    sftp_repo,
+    sshd,
+)
+
+from homelab_backup.restic import Outcome, Repository
+from homelab_backup.runner import Runner
+
+
+def repository(kind: str, tmp_path: Path, servers: list[Server]) -> Repository:
+    if kind == "local":
+        return local_repo(tmp_path)
+    if kind == "sftp":
+        ssh = sshd(tmp_path / "sshd")
+        ssh.server.start()
+        servers.append(ssh.server)
+        return sftp_repo(ssh, tmp_path / "sftp-repo")
+    server = rest_server(tmp_path / "rest-storage") if kind == "rest" else s3_server()
+    server.start()
+    servers.append(server)
+    return rest_repo(server) if kind == "rest" else s3_repo(server)
+
+
+@pytest.mark.parametrize("kind", ["local", "sftp", "rest", "s3"])
+def test_round_trip_is_byte_identical(kind: str, tmp_path: Path, servers: list[Server]) -> None:
+    repo = repository(kind, tmp_path, servers)
+    assert repo.kind == kind
+    source = tmp_path / "volume"
+    written = mixed_tree(source)
+    runner = Runner(make_restic(tmp_path))
+
+    backup = runner.backup(repo, "apps/data", source)
+    assert backup.outcome is Outcome.ok, backup.message
+    assert backup.files == len(written)
+    assert backup.bytes == sum(len(d) for d in written.values())
+
+    restored = runner.restore(repo, "apps/data", tmp_path / "restored")
+    assert restored.outcome is Outcome.ok, restored.message
+    assert read_tree(tmp_path / "restored") == written
+
+    (tmp_path / "scratch").mkdir()
+    drill = runner.drill(repo, "apps/data", tmp_path / "scratch")
+    assert drill.outcome is Outcome.ok, drill.message
+    assert drill.files == len(written)
+    assert list((tmp_path / "scratch").iterdir()) == []  # the drill cleans its scratch space
+
+
+def test_a_new_repository_is_created_only_when_the_site_says_so(tmp_path: Path) -> None:
+    runner = Runner(make_restic(tmp_path))
+    source = tmp_path / "volume"
+    mixed_tree(source, files=3)
+    existing_only = Repository("nas", str(tmp_path / "absent"), "pw", init=False)
+    report = runner.backup(existing_only, "apps/data", source)
+    assert report.outcome is Outcome.no_repository
+    assert "init: true" in report.advice
+    assert not (tmp_path / "absent").exists()
+    new = Repository("nas", str(tmp_path / "absent"), "pw", init=True)
+    assert runner.backup(new, "apps/data", source).outcome is Outcome.ok
+
+
+def test_dump_command_output_is_backed_up_and_verified(tmp_path: Path) -> None:
+    runner = Runner(make_restic(tmp_path))
+    repo = local_repo(tmp_path)
+    report = runner.backup_command(repo, "gitea/db", "printf 'CREATE TABLE t;\\n'; seq 1 20000", "gitea.sql")
+    assert report.outcome is Outcome.ok, report.message
+    (tmp_path / "scratch").mkdir()
+    drill = runner.drill(repo, "gitea/db", tmp_path / "scratch")
+    assert drill.outcome is Outcome.ok
+    assert drill.files == 1
+    restored = runner.restore(repo, "gitea/db", tmp_path / "out")
+    assert restored.ok
+    expected = b"CREATE TABLE t;\n" + b"".join(f"{i}\n".encode() for i in range(1, 20001))
+    assert (tmp_path / "out" / "gitea.sql").read_bytes() == expected
+
+
+def test_a_failing_dump_command_is_a_failure_and_leaves_no_snapshot(tmp_path: Path) -> None:
+    runner = Runner(make_restic(tmp_path))
+    repo = local_repo(tmp_path)
+    report = runner.backup_command(repo, "gitea/db", "echo half a dump; echo 'pg_dump: lost' >&2; exit 2", "x.sql")
+    assert report.outcome is Outcome.failed
+    assert "exited with 2" in report.message
+    assert "pg_dump: lost" in report.message
+    _, snapshots = runner.snapshots(repo, "gitea/db")
+    assert snapshots == []
+
+
+def test_retention_forgets_old_snapshots_and_their_manifests(tmp_path: Path) -> None:
+    runner = Runner(make_restic(tmp_path))
+    repo = local_repo(tmp_path)
+    source = tmp_path / "volume"
+    for round_ in range(2):
+        mixed_tree(source, files=3, seed=round_)
+        assert runner.backup(repo, "apps/data", source).ok
+    report = runner.forget(repo, "apps/data", {"last": 1})
+    assert report.ok, report.message
+    assert report.details == {"kept": 1, "removed": 1}
+    _, left = runner.snapshots(repo, "apps/data")
+    assert len(left) == 1
+    manifests = runner.call(repo, ["snapshots", "--tag", "kind=manifest"])
+    assert [len(m) for m in manifests.messages if isinstance(m, list)] == [1]
+    (tmp_path / "scratch").mkdir()
+    assert runner.drill(repo, "apps/data", tmp_path / "scratch").ok
+    refused = runner.forget(repo, "apps/data", {})
+    assert refused.outcome is Outcome.failed
+    assert "refusing" in refused.message
+
+
+def test_restore_dry_run_lists_what_would_be_written_and_writes_nothing(tmp_path: Path) -> None:
+    runner = Runner(make_restic(tmp_path))
+    repo = local_repo(tmp_path)
+    source = tmp_path / "volume"
+    written = mixed_tree(source, files=5)
+    assert runner.backup(repo, "apps/data", source).ok
+    report = runner.restore(repo, "apps/data", tmp_path / "target", dry_run=True)
+    assert report.ok
+    assert sorted(f["path"].lstrip("/") for f in report.details["files"]) == sorted(written)
+    assert not (tmp_path / "target").exists()

@@ -87,9 +87,7 @@ class _AdminApp:
         self.server.shutdown()
         self.server.server_close()
 
-    def route(
-        self, method: str, path: str, user: str | None, body: Callable[[], dict[str, Any]]
-    ) -> tuple[int, Any]:
+    def route(self, method: str, path: str, user: str | None, body: Callable[[], dict[str, Any]]) -> tuple[int, Any]:
         raise NotImplementedError
 
     def _apply(self, user: str, password: str) -> tuple[int, Any] | None:
@@ -108,9 +106,7 @@ class _AdminApp:
 class FakeGitea(_AdminApp):
     name = "gitea"
 
-    def route(
-        self, method: str, path: str, user: str | None, body: Callable[[], dict[str, Any]]
-    ) -> tuple[int, Any]:
+    def route(self, method: str, path: str, user: str | None, body: Callable[[], dict[str, Any]]) -> tuple[int, Any]:
         if user is None:
             return 401, {"message": "user's password is invalid"}
         if (method, path) == ("GET", "/api/v1/user"):
@@ -135,9 +131,7 @@ class FakeGitea(_AdminApp):
 class FakeGrafana(_AdminApp):
     name = "grafana"
 
-    def route(
-        self, method: str, path: str, user: str | None, body: Callable[[], dict[str, Any]]
-    ) -> tuple[int, Any]:
+    def route(self, method: str, path: str, user: str | None, body: Callable[[], dict[str, Any]]) -> tuple[int, Any]:
         if user is None:
             return 401, {"message": "invalid username or password"}
         if (method, path) == ("GET", "/api/user"):

@@ -36,14 +36,22 @@ def test_every_type_is_generated(kube: KubeEmulator, tmp_path: Path) -> None:
     create_secret(kube, "basic", {MITTWALD + "type": "basic-auth", MITTWALD + "basic-auth-username": "ci"})
     create_secret(kube, "classes", {OURS + "generate": "pin", OURS + "charset": "digits", OURS + "length": "8"})
     with running(kube):
-        wait_for(lambda: all(annotations(kube, n).get(ann.STATUS) == "ok" for n in ("string", "ssh", "basic", "classes")))
+        wait_for(
+            lambda: all(annotations(kube, n).get(ann.STATUS) == "ok" for n in ("string", "ssh", "basic", "classes"))
+        )
     assert len(values(kube, "string")["password"]) == 24  # 16 bytes, base64
     assert values(kube, "classes")["pin"].isdigit()
     (tmp_path / "k.pub").write_bytes(values(kube, "ssh")["ssh-publickey"])
-    assert "(ED25519)" in subprocess.run(["ssh-keygen", "-l", "-f", str(tmp_path / "k.pub")], capture_output=True, text=True).stdout
+    assert (
+        "(ED25519)"
+        in subprocess.run(["ssh-keygen", "-l", "-f", str(tmp_path / "k.pub")], capture_output=True, text=True).stdout
+    )
     basic = values(kube, "basic")
     (tmp_path / "htpasswd").write_bytes(basic["auth"] + b"\n")
-    assert subprocess.run(["htpasswd", "-vb", str(tmp_path / "htpasswd"), "ci", basic["password"].decode()]).returncode == 0
+    assert (
+        subprocess.run(["htpasswd", "-vb", str(tmp_path / "htpasswd"), "ci", basic["password"].decode()]).returncode
+        == 0
+    )
     notes = annotations(kube, "string")
     assert notes[MITTWALD + "secure"] == "yes"
     assert MITTWALD + "autogenerate-generated-at" in notes
@@ -193,9 +201,7 @@ def running_follower(kube: KubeEmulator):  # type: ignore[no-untyped-def]
 
     @contextmanager
     def follower():  # type: ignore[no-untyped-def]
-        controller = build_controller(
-            settings(identity="secrets-1"), api_client=kube.api_client(), backoff=FAST
-        )
+        controller = build_controller(settings(identity="secrets-1"), api_client=kube.api_client(), backoff=FAST)
         controller.start()
         try:
             wait_for(lambda: controller.ready() is None)

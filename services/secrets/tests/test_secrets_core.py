@@ -8,7 +8,7 @@ import pytest
 from secrets_helpers import MITTWALD, OURS, START, observed
 
 from homelab_secrets import spec as ann
-from homelab_secrets.core import Decision, Observed, decide, describe, finish_hooked_rotation, fingerprint, hook_failed
+from homelab_secrets.core import Decision, Observed, decide, describe, fingerprint, finish_hooked_rotation, hook_failed
 from homelab_secrets.spec import Spec, SpecError, parse
 
 DAY = 86400.0
@@ -152,7 +152,10 @@ def test_a_foreign_secret_marked_managed_is_adopted_without_losing_its_value() -
 
 
 def test_a_secret_mittwald_filled_is_adopted() -> None:
-    notes = {MITTWALD + "autogenerate": "password,token", MITTWALD + "autogenerate-generated-at": "2024-01-01T00:00:00Z"}
+    notes = {
+        MITTWALD + "autogenerate": "password,token",
+        MITTWALD + "autogenerate-generated-at": "2024-01-01T00:00:00Z",
+    }
     decision = decide(observed(notes, {"password": b"from-mittwald"}), START)
     assert decision.action == "write"
     assert set(decision.patch.data) == {"token"}
@@ -177,7 +180,9 @@ def test_half_a_user_set_key_pair_is_an_error_not_a_new_pair() -> None:
 
 
 def test_mittwald_regenerate_is_one_shot_and_removed() -> None:
-    obs = applied(observed({MITTWALD + "autogenerate": "a,b"}), decide(observed({MITTWALD + "autogenerate": "a,b"}), START))
+    obs = applied(
+        observed({MITTWALD + "autogenerate": "a,b"}), decide(observed({MITTWALD + "autogenerate": "a,b"}), START)
+    )
     asked = dataclasses.replace(obs, annotations=obs.annotations | {MITTWALD + "regenerate": "b"})
     decision = decide(asked, START + 10)
     assert decision.rotated == ("b",)

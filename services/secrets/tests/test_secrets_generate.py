@@ -70,7 +70,9 @@ def test_basic_auth_entry_verifies_with_apache_htpasswd(tmp_path: Path) -> None:
 def test_htpasswd_line_of_a_password_with_symbols(tmp_path: Path) -> None:
     password = "p:ss w0rd!#%"
     (tmp_path / "f").write_bytes(htpasswd_line("admin", password.encode()) + b"\n")
-    assert subprocess.run(["htpasswd", "-vb", str(tmp_path / "f"), "admin", password], capture_output=True).returncode == 0
+    assert (
+        subprocess.run(["htpasswd", "-vb", str(tmp_path / "f"), "admin", password], capture_output=True).returncode == 0
+    )
 
 
 @settings(max_examples=60, deadline=None)

@@ -454,8 +454,9 @@ class Controller:
         record = self.secrets.get(f"{namespace}/{name}")
         if record is None:
             raise LookupError(f"{namespace}/{name}")
-        rotated = parse_time(record.observed.annotations.get(ann.ROTATED_AT)) or 0.0
-        at = rfc3339(max(self.clock(), rotated + 1))
+        notes = record.observed.annotations
+        last = parse_time(notes.get(ann.ROTATED_AT)) or parse_time(notes.get(ann.GENERATED_AT)) or 0.0
+        at = rfc3339(max(self.clock(), last + 1))  # later than the last rotation, even within the same second
         body = {"metadata": {"annotations": {ann.ROTATE_REQUESTED: at}}}
         self.core.patch_namespaced_secret(name, namespace, body, _request_timeout=30)
         return at

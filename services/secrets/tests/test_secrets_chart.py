@@ -45,12 +45,15 @@ def test_the_chart_environment_is_a_valid_configuration(docs: list[Document], mo
         if "value" in item:
             monkeypatch.setenv(name, item["value"])
     settings = load_settings(Settings)
-    assert settings.audit and settings.restart_workloads
+    assert settings.audit
+    assert settings.restart_workloads
 
 
 def test_rbac_reads_and_patches_secrets_and_workloads_only(docs: list[Document]) -> None:
     cluster = find(docs, "ClusterRole")[0].body["rules"]
-    granted = {(g, r, v) for rule in cluster for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    granted = {
+        (g, r, v) for rule in cluster for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    }
     assert {("", "secrets", "watch"), ("", "secrets", "patch"), ("apps", "deployments", "patch")} <= granted
     assert not any(v in ("create", "delete", "update") for g, r, v in granted if r == "secrets")
     lease = find(docs, "Role")[0].body["rules"]
@@ -127,7 +130,7 @@ def test_git_declares_none_of_the_fields_the_controller_writes(tmp_path: Path) -
     for secret in credentials(tmp_path):
         notes = secret["metadata"]["annotations"]
         assert not set(notes) & set(ann.STATUS_KEYS), secret["metadata"]["name"]
-        assert ann.OURS + "regenerate" not in notes and ann.MITTWALD + "regenerate" not in notes
+        assert ann.MITTWALD + "regenerate" not in notes  # one-shot: removed after use, so never in git
         assert "stringData" not in secret
         declared = set(secret.get("data") or {})
         spec = ann.parse(notes)

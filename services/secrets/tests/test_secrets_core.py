@@ -263,3 +263,14 @@ def test_fingerprints_tell_our_values_from_the_users() -> None:
 
 def test_defaults_are_mittwalds() -> None:
     assert parse({MITTWALD + "autogenerate": "a"}) == Spec(keys=("a",), mittwald=True)
+
+
+def test_a_requested_rotation_is_honoured_once_whatever_its_time() -> None:
+    notes = {OURS + "generate": "password"}
+    filled = applied(observed(notes), decide(observed(notes), START))
+    # a request stamped in the future (another replica's clock) must not rotate again and again
+    asked = dataclasses.replace(filled, annotations=filled.annotations | {ann.ROTATE_REQUESTED: "2100-01-01T00:00:00Z"})
+    decision = decide(asked, START + 10)
+    assert decision.rotated == ("password",)
+    assert decision.patch.annotations[ann.ROTATE_REQUESTED] is None
+    assert decide(applied(asked, decision), START + 20).rotated == ()

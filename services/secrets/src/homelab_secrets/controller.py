@@ -34,7 +34,6 @@ from homelab_secrets.core import (
     decide,
     finish_hooked_rotation,
     hook_failed,
-    parse_time,
     rfc3339,
 )
 
@@ -450,13 +449,12 @@ class Controller:
     # -- the API's side -----------------------------------------------------------------------------------------
 
     def request_rotation(self, namespace: str, name: str) -> str:
-        """Ask for a rotation by annotating the Secret (any replica may); the leader rotates it on its next pass."""
+        """Ask for a rotation by annotating the Secret (any replica may); the leader rotates it on its next pass and
+        removes the annotation with the same write, so a request is honoured exactly once."""
         record = self.secrets.get(f"{namespace}/{name}")
         if record is None:
             raise LookupError(f"{namespace}/{name}")
-        notes = record.observed.annotations
-        last = parse_time(notes.get(ann.ROTATED_AT)) or parse_time(notes.get(ann.GENERATED_AT)) or 0.0
-        at = rfc3339(max(self.clock(), last + 1))  # later than the last rotation, even within the same second
+        at = rfc3339(self.clock())
         body = {"metadata": {"annotations": {ann.ROTATE_REQUESTED: at}}}
         self.core.patch_namespaced_secret(name, namespace, body, _request_timeout=30)
         return at

@@ -201,10 +201,11 @@ def decide(obs: Observed, now: float, *, hook_retry: float = 300.0, make: Genera
 
     last = parse_time(obs.annotations.get(ann.ROTATED_AT)) or parse_time(obs.annotations.get(ann.GENERATED_AT))
     due = last + spec.rotate_every if (spec.rotate_every is not None and last is not None) else None
-    requested = parse_time(obs.annotations.get(ann.ROTATE_REQUESTED))
-    if not fill and (
-        (due is not None and now >= due) or (requested is not None and (last is None or requested > last))
-    ):
+    # A rotation asked for through the API: honoured once, and the request (ours, never in git) removed with it.
+    requested = ann.ROTATE_REQUESTED in obs.annotations
+    if requested:
+        patch.annotations[ann.ROTATE_REQUESTED] = None
+    if not fill and ((due is not None and now >= due) or requested):
         regenerate |= {k for k in spec.keys if k in mine}
     if grouped and regenerate:
         regenerate = set(spec.keys)

@@ -1,0 +1,194 @@
+"""1,000 annotated Secrets created at once → time until every one is filled; 100 rotations; the controller's memory.
+
+Three processes, so the figures are the controller's own: the emulated Kubernetes API (homelab_common.k8s.testing,
+served on 127.0.0.1), the controller (homelab_secrets' Controller with its defaults: watches, leader election,
+debounced passes, audit on), and this driver. The driver creates the Secrets back to back through the real client
+(mittwald's annotations: one 40-character password each, the common case) and lists them until every one carries
+``secrets.homelab.dev/status: ok``. Then it asks for 100 rotations (the annotation ``POST /secrets/.../rotate``
+writes) and waits until each has its ``password.previous``. Memory is the controller process's resident set
+(VmRSS, and its peak VmHWM) from /proc, with the same process's RSS before the controller started as the floor.
+
+Baseline, measured in the same run: the floor of any controller on this API — the driver itself writing the same
+1,000 (and 100) values with one merge patch each, no watch, no decisions. The ratio is what the controller costs on
+top of the writes it has to make. mittwald's kubernetes-secret-generator publishes no fill-time or memory figure
+that we could find, so it is not quoted.
+
+    uv run --frozen --no-sync python benchmarks/secrets_fill.py [--count 1000] [--rotations 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+
+OURS = "secrets.homelab.dev/"
+MITTWALD = "secret-generator.v1.mittwald.de/"
+
+
+def rss_kib(pid: int | str = "self") -> tuple[int, int]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def serve_emulator() -> None:
+    from homelab_common.k8s.testing import KubeEmulator
+
+    with KubeEmulator() as kube:
+        print(kube.port, flush=True)
+        sys.stdin.read()  # until the driver closes our stdin
+
+
+def serve_controller(url: str) -> None:
+    from homelab_common.k8s import Backoff
+    from homelab_secrets.controller import Controller
+
+    config = kubernetes.client.Configuration(host=url)
+    controller = Controller(
+        kubernetes.client.ApiClient(config), namespace="bench", lease=("bench", "secrets", "bench-0"),
+        backoff=Backoff(0.05, 1.0), restart_workloads=False,
+    )  # fmt: skip
+    print(rss_kib()[0], flush=True)
+    controller.start()
+    sys.stdin.read()
+    controller.stop()
+
+
+def start(*args: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def secret(i: int, prefix: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"{prefix}{i}",
+            "namespace": "bench",
+            "annotations": {MITTWALD + "autogenerate": "password"},
+        },
+    }
+
+
+def wait_until(api: kubernetes.client.CoreV1Api, prefix: str, count: int, test: Any, timeout: float = 900) -> float:
+    """Seconds until ``test(secret)`` holds for all ``count`` Secrets named ``prefix*`` (listed every 0.2 s)."""
+    started = time.monotonic()
+    while True:
+        items = api.list_namespaced_secret("bench", _request_timeout=120).items
+        done = sum(1 for s in items if s.metadata.name.startswith(prefix) and test(s))
+        if done >= count:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"only {done}/{count} done after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def filled(s: Any) -> bool:
+    return (s.metadata.annotations or {}).get(OURS + "status") == "ok"
+
+
+def rotated(s: Any) -> bool:
+    return "password.previous" in (s.data or {})
+
+
+def create_all(api: kubernetes.client.CoreV1Api, prefix: str, count: int) -> float:
+    started = time.monotonic()
+    for i in range(count):
+        api.create_namespaced_secret("bench", secret(i, prefix))
+    return time.monotonic() - started
+
+
+def floor(api: kubernetes.client.CoreV1Api, prefix: str, count: int) -> float:
+    """The same writes made directly: one merge patch per Secret with a fresh value (no watch, no decisions)."""
+    started = time.monotonic()
+    for i in range(count):
+        value = base64.b64encode(secrets.token_urlsafe(30)[:40].encode()).decode()
+        body = {"data": {"password": value}, "metadata": {"annotations": {OURS + "status": "ok"}}}
+        api.patch_namespaced_secret(f"{prefix}{i}", "bench", body)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--rotations", type=int, default=100)
+    parser.add_argument("--serve-emulator", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-controller", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_emulator:
+        serve_emulator()
+        return
+    if args.serve_controller:
+        serve_controller(args.serve_controller)
+        return
+
+    emulator, port = start("--serve-emulator")
+    url = f"http://127.0.0.1:{port}"
+    api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=url)))
+    controller: subprocess.Popen[str] | None = None
+    try:
+        # the baseline first, on Secrets the controller never sees (it is not running yet; they are deleted after)
+        create_all(api, "floor-", args.count)
+        floor_fill = floor(api, "floor-", args.count)
+        floor_rotate = floor(api, "floor-", args.rotations)
+        for i in range(args.count):
+            api.delete_namespaced_secret(f"floor-{i}", "bench")
+
+        controller, before = start("--serve-controller", url)
+        rss_before = int(before)
+        time.sleep(3)  # leader election and the first (empty) list
+        started = time.monotonic()
+        create_time = create_all(api, "s-", args.count)
+        wait_until(api, "s-", args.count, filled)
+        fill_total = time.monotonic() - started
+        fill_time = fill_total - create_time
+        rss_filled, _ = rss_kib(controller.pid)
+
+        started = time.monotonic()
+        for i in range(args.rotations):
+            body = {"metadata": {"annotations": {OURS + "rotate-requested-at": "2026-01-01T00:00:00Z"}}}
+            api.patch_namespaced_secret(f"s-{i}", "bench", body)
+        wait_until(api, "s-", args.rotations, rotated)
+        rotate_total = time.monotonic() - started
+        rss_end, peak = rss_kib(controller.pid)
+    finally:
+        for process in (controller, emulator):
+            if process is not None:
+                assert process.stdin is not None
+                process.stdin.close()
+                process.wait(timeout=60)
+
+    print(f"Measured: {args.count} annotated Secrets created back to back -> all filled; {args.rotations} rotations.")
+    print(f"  creating them took {create_time:.1f} s (the driver's calls); the last was filled {fill_time:.1f} s later")
+    print(
+        f"  ours:     all {args.count} filled {fill_total:.1f} s after the first create "
+        f"({args.count / fill_total:.0f} Secrets/s); {args.rotations} rotations in {rotate_total:.1f} s"
+    )
+    print(
+        f"  baseline: the same writes made directly (no controller): {floor_fill:.1f} s for {args.count}, "
+        f"{floor_rotate:.1f} s for {args.rotations}"
+    )
+    print(
+        f"  ratio:    fill {fill_total / floor_fill:.2f}x the direct writes' time (creation overlaps it); "
+        f"rotations {rotate_total / floor_rotate:.2f}x"
+    )
+    print(
+        f"  memory:   controller RSS {rss_before / 1024:.0f} MiB before starting, {rss_filled / 1024:.0f} MiB "
+        f"with {args.count} managed Secrets cached, {rss_end / 1024:.0f} MiB at the end (peak {peak / 1024:.0f} MiB)"
+    )
+    print("  mittwald: no published fill-time or memory figure found; not compared")
+
+
+if __name__ == "__main__":
+    main()

@@ -209,6 +209,7 @@ class Controller:
         self.defaults_found: list[tuple[str, str, str]] = []  # (namespace/name, key, app)
         self._reported: set[tuple[str, str, str]] = set()
         self._wake: threading.Timer | None = None
+        self._written: dict[str, str] = {}  # namespace/name -> the resourceVersion our last write replaced
         self._lock = threading.Lock()
 
     @property
@@ -262,6 +263,9 @@ class Controller:
                 obs = record.observed
                 if not obs.annotations:
                     continue
+                if self._written.get(obs.key) == obs.resource_version:
+                    continue  # our write is not in the cache yet: its watch event triggers the next pass
+                self._written.pop(obs.key, None)
                 try:
                     decision = self._handle(obs, now)
                 except kubernetes.client.ApiException as exc:
@@ -317,10 +321,9 @@ class Controller:
         if decision.action == "write":
             self._write(obs, decision.patch)
             kind = decision.spec.type if decision.spec else "string"
-            if decision.generated:
+            if decision.generated:  # no Event: the generated-at and status annotations say it, at no extra write
                 GENERATED.labels(kind).inc(len(decision.generated))
                 log.info("secret filled", extra={"object": obs.key, "keys": list(decision.generated)})
-                self.recorder.normal(ref, "Generated", f"generated {', '.join(decision.generated)}")
             if decision.rotated:
                 ROTATED.inc(len(decision.rotated))
                 log.info("secret rotated", extra={"object": obs.key, "keys": list(decision.rotated)})
@@ -359,8 +362,13 @@ class Controller:
         self.recorder.normal(ref, "Rotated", f"{call.hook} took the new password first; the old one stays as .previous")
 
     def _write(self, obs: Observed, patch: Patch) -> None:
-        """A merge patch guarded by the resourceVersion we decided on: a concurrent change means decide again."""
+        """A merge patch guarded by the resourceVersion we decided on: a concurrent change means decide again.
+
+        Until the watch brings the written version, the cached one is stale: deciding on it again would generate
+        values twice and lose the race with our own write (a 409), so the Secret is skipped until then.
+        """
         self.core.patch_namespaced_secret(obs.name, obs.namespace, _patch_body(obs, patch), _request_timeout=30)
+        self._written[obs.key] = obs.resource_version
 
     # -- the audit ----------------------------------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ def test_a_user_value_is_kept_and_a_rerun_writes_nothing(kube: KubeEmulator) -> 
             settle(controller)
         assert stored(kube, "mixed")["metadata"]["resourceVersion"] == version
         assert kube.request_count("update", "secrets") == patches
+        assert {p.get("fieldManager") for p in kube.request_params("update", "secrets")} == {"homelab-secrets"}
 
 
 def test_a_foreign_secret_is_refused_with_an_event_and_not_written(kube: KubeEmulator) -> None:
@@ -173,6 +174,8 @@ def test_rotation_restarts_workloads_that_reload_on_the_secret_once(kube: KubeEm
         for _ in range(3):
             settle(controller)  # no restart loop: the stamp depends only on rotated-at
         assert kube.request_count("update", "deployments") == patches
+        # written under our own field manager: with ServerSideApply, Argo CD never owned this field
+        assert {p.get("fieldManager") for p in kube.request_params("update", "deployments")} == {"homelab-secrets"}
     assert {e["regarding"]["name"] for e in events(kube, "SecretRotated")} == {"web", "worker"}
 
 

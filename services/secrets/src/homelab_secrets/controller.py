@@ -56,6 +56,8 @@ RESTARTS = Counter("homelab_secrets_workload_restarts_total", "Pod templates bum
 LEADER = Gauge("homelab_secrets_is_leader", "1 on the replica that holds the Lease and writes")
 LAST_PASS = Gauge("homelab_secrets_last_pass_timestamp_seconds", "When the leader last finished a pass")
 
+#: Our writes' field manager: the fields it owns (values, status annotations) are never in Argo CD's manifests.
+FIELD_MANAGER = "homelab-secrets"
 WORKLOAD_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
 
 
@@ -367,7 +369,9 @@ class Controller:
         Until the watch brings the written version, the cached one is stale: deciding on it again would generate
         values twice and lose the race with our own write (a 409), so the Secret is skipped until then.
         """
-        self.core.patch_namespaced_secret(obs.name, obs.namespace, _patch_body(obs, patch), _request_timeout=30)
+        self.core.patch_namespaced_secret(
+            obs.name, obs.namespace, _patch_body(obs, patch), field_manager=FIELD_MANAGER, _request_timeout=30
+        )
         self._written[obs.key] = obs.resource_version
 
     # -- the audit ----------------------------------------------------------------------------------------------
@@ -408,7 +412,7 @@ class Controller:
                 body = {"spec": {"template": {"metadata": {"annotations": {ann.RESTARTED_FOR: stamp}}}}}
                 patch = getattr(self.apps, f"patch_namespaced_{kind_snake(workload.kind)}")
                 try:
-                    patch(workload.name, workload.namespace, body, _request_timeout=30)
+                    patch(workload.name, workload.namespace, body, field_manager=FIELD_MANAGER, _request_timeout=30)
                 except kubernetes.client.ApiException as exc:
                     failed.append(f"{workload.kind} {workload.namespace}/{workload.name}: HTTP {exc.status}")
                     continue
@@ -464,7 +468,7 @@ class Controller:
             raise LookupError(f"{namespace}/{name}")
         at = rfc3339(self.clock())
         body = {"metadata": {"annotations": {ann.ROTATE_REQUESTED: at}}}
-        self.core.patch_namespaced_secret(name, namespace, body, _request_timeout=30)
+        self.core.patch_namespaced_secret(name, namespace, body, field_manager=FIELD_MANAGER, _request_timeout=30)
         return at
 
 

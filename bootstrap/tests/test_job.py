@@ -132,6 +132,14 @@ def _context(kube: KubeEmulator, tmp_path: Path, helm: FakeHelm, **extra: Any) -
     )
 
 
+def _filled_by_the_controller(kube: KubeEmulator, password: str) -> None:
+    """gitea/gitea-admin as the secrets controller leaves it (Argo CD applies it from gitops/system/secrets)."""
+    data = {"username": "gitea-admin", "password": password}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gitea-admin", "namespace": "gitea"}}
+    secret["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    Kube(kube.api_client()).apply(secret)
+
+
 def _versions(kube: KubeEmulator) -> dict[str, str]:
     out = {}
     for resource in ("v1/namespaces", "v1/secrets", "argoproj.io/v1alpha1/applicationsets"):
@@ -157,7 +165,8 @@ def test_bootstrap_applies_in_order_waits_for_apps_and_a_rerun_changes_nothing(
     assert ("Application", "root", "created") in ctx.kube.writes
     assert "argocd installed with helm" in changes
     assert any(line.startswith("apps: ") and "Synced and Healthy" in line for line in lines)
-    passwords = kube.objects("v1/secrets", "gitea")["gitea/gitea-admin"]["data"]["password"]
+    # credentials are annotated Secrets in gitops/system/secrets, filled by the secrets controller: none made here
+    assert kube.objects("v1/secrets") == {}
 
     before = _versions(kube)
     ctx.kube.writes.clear()
@@ -168,7 +177,6 @@ def test_bootstrap_applies_in_order_waits_for_apps_and_a_rerun_changes_nothing(
     assert ctx.kube.writes == []
     assert [c[0] for c in helm.calls] == ["status", "get"], "a rerun must not reinstall Argo CD"
     assert _versions(kube) == before
-    assert kube.objects("v1/secrets", "gitea")["gitea/gitea-admin"]["data"]["password"] == passwords
 
 
 def test_the_argocd_step_runs_exactly_these_helm_commands(kube: KubeEmulator, tmp_path: Path) -> None:
@@ -371,6 +379,7 @@ def test_the_repository_moves_into_gitea_and_the_root_app_follows(
     ctx = _context(kube, tmp_path, helm, gitea=job.GiteaTarget(url=server.url(), cluster_url=cluster_url))
     steps = [s for s in job.STEPS if s[0] not in ("wait", "gitea")]
     job.run(ctx, steps)
+    _filled_by_the_controller(kube, "generated-in-the-cluster")
     # the generated admin credential is what Gitea was deployed with; the fake accepts it
     fake.password = job._read_secret(ctx, "gitea", "gitea-admin")["password"]
     fake.git.auth = (fake.username, fake.password)
@@ -434,6 +443,7 @@ def test_a_wrong_gitea_credential_is_a_clear_error(
     _, server = gitea_server
     ctx = _context(kube, tmp_path, FakeHelm(), gitea=job.GiteaTarget(url=server.url(), cluster_url="http://g"))
     job.run(ctx, [s for s in job.STEPS if s[0] in ("namespaces", "secrets")])
+    _filled_by_the_controller(kube, "not-what-gitea-has")
     _healthy(kube, "gitea")
     with pytest.raises(Exception, match=r"GET /user \(check the admin credential\): HTTP 401"):
         job.step_gitea(ctx)
@@ -476,18 +486,28 @@ def test_alerting_ntfy_becomes_the_homepages_secret_with_the_token_from_its_refe
         job.step_secrets(ctx)
 
 
-def test_registry_gets_a_generated_bcrypt_htpasswd_never_rewritten(kube: KubeEmulator, tmp_path: Path) -> None:
-    import bcrypt
-
+def test_the_gitea_login_is_waited_for_until_the_controller_fills_it(kube: KubeEmulator, tmp_path: Path) -> None:
     ctx = _context(kube, tmp_path, FakeHelm())
     job.step_namespaces(ctx)
-    assert "secret registry/registry-htpasswd derived from registry-admin" in job.step_secrets(ctx)
-    admin = job._read_secret(ctx, "registry", "registry-admin")
-    line = job._read_secret(ctx, "registry", "registry-htpasswd")["htpasswd"]
-    user, _, hashed = line.strip().partition(":")
-    assert user == admin["username"]
-    assert bcrypt.checkpw(admin["password"].encode(), hashed.encode())
-    assert job.step_secrets(ctx) == []
+    ctx.wait_timeout = 0.3
+    with pytest.raises(job.BootstrapError, match=r"secret gitea/gitea-admin has no password .* the secrets controller"):
+        job._read_secret(ctx, "gitea", "gitea-admin")
+    ctx.wait_timeout = 30
+    timer = threading.Timer(0.3, _filled_by_the_controller, (kube, "filled-later"))
+    timer.start()
+    assert job._read_secret(ctx, "gitea", "gitea-admin")["password"] == "filled-later"
+    timer.join()
+
+
+def test_the_printed_logins_follow_the_declared_credentials() -> None:
+    site = load_site(EXAMPLE)
+    logins = job.admin_logins(REPO, site)
+    assert ("gitea", "gitea-admin", "password") in logins
+    assert ("monitoring", "grafana-admin", "admin-password") in logins
+    assert ("registry", "registry-admin", "password") in logins
+    assert all(name != "woodpecker-agent-secret" for _, name, _ in logins)  # not a login
+    off = site.model_copy(update={"apps": site.apps.model_copy(update={"monitoring": False})})
+    assert all(name != "grafana-admin" for _, name, _ in job.admin_logins(REPO, off))
 
 
 def test_apps_stage_is_done_only_once_the_repository_is_in_gitea_and_every_app_is_healthy(

@@ -1,4 +1,4 @@
-"""The one-shot bootstrap: namespaces → secrets → the GitOps repository → Argo CD → root ApplicationSets, then
+"""The one-shot bootstrap: namespaces → site-file secrets → the GitOps repository → Argo CD → root ApplicationSets, then
 (once Gitea runs) the repository moves into Gitea and the root app follows it → wait for every app.
 
 The repository is built before Argo CD is installed because Argo CD's own chart and values come from it: the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import subprocess
 import tempfile
 import time
@@ -22,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import bcrypt
 import yaml
 
 from homelab_bootstrap import gitops
@@ -32,6 +30,7 @@ from homelab_bootstrap.seed import SeedRepo
 from homelab_common.site import Site
 
 GITEA_ORG = "homelab"
+MITTWALD = "secret-generator.v1.mittwald.de/"
 #: Gitea's in-cluster URL (the gitea chart's HTTP Service in the gitea namespace): what Argo CD clones from
 GITEA_CLUSTER_URL = "http://gitea-http.gitea.svc:3000"
 GITEA_REPO = "gitops"
@@ -92,11 +91,39 @@ def _secret(namespace: str, name: str, data: dict[str, str], labels: dict[str, s
     }
 
 
-def _read_secret(ctx: Context, namespace: str, name: str) -> dict[str, str]:
-    obj = ctx.kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": namespace, "name": name}})
-    if obj is None:
-        raise BootstrapError(f"secret {namespace}/{name} is missing: rerun the bootstrap from the start")
-    return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+def _read_secret(ctx: Context, namespace: str, name: str, key: str = "password") -> dict[str, str]:
+    """A Secret the secrets controller fills (system tier): wait for ``key`` rather than fail while it is empty."""
+    deadline = time.monotonic() + ctx.wait_timeout
+    probe = {"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": namespace, "name": name}}
+    while True:
+        obj = ctx.kube.get(probe)
+        data = {k: base64.b64decode(v).decode() for k, v in ((obj or {}).get("data") or {}).items()}
+        if data.get(key):
+            return data
+        if time.monotonic() > deadline:
+            raise BootstrapError(
+                f"secret {namespace}/{name} has no {key} after {ctx.wait_timeout:.0f}s: the secrets controller "
+                f"(Argo CD app secrets, system tier) fills it; see `kubectl -n {namespace} describe secret {name}` "
+                "and `kubectl -n secrets logs deploy/secrets`"
+            )
+        time.sleep(ctx.poll)
+
+
+def admin_logins(source: Path, site: Site) -> list[tuple[str, str, str]]:
+    """(namespace, Secret, key) of each generated admin password the site has, from gitops/system/secrets."""
+    values = yaml.safe_load((source / "gitops" / "system" / "secrets" / "values.yaml").read_text(encoding="utf-8"))
+    toggles = site.apps.model_dump()
+    logins = []
+    for name, item in sorted((values.get("credentials") or {}).items()):
+        if not toggles.get(item.get("app"), True):
+            continue
+        notes = item.get("annotations") or {}
+        basic = "basic-auth" in (notes.get("secrets.homelab.dev/type"), notes.get(f"{MITTWALD}type"))
+        keys = ["password"] if basic else str(notes.get("secrets.homelab.dev/generate", "")).split(",")
+        key = next((k.strip() for k in keys if "password" in k), None)
+        if key:
+            logins.append((str(item["namespace"]), name, key))
+    return logins
 
 
 # ------------------------------------------------------------------------------------------------ steps
@@ -124,36 +151,13 @@ def step_namespaces(ctx: Context) -> list[str]:
     return changes
 
 
-def generated_credentials(site: Site) -> dict[tuple[str, str], dict[str, str]]:
-    """The admin credentials we generate (random, once; never a default password): (namespace, secret) → keys."""
-    creds: dict[tuple[str, str], dict[str, str]] = {}
-    creds[("gitea", "gitea-admin")] = {"username": "gitea-admin", "password": secrets.token_urlsafe(24)}
-    if site.apps.monitoring:
-        creds[("monitoring", "grafana-admin")] = {"admin-user": "admin", "admin-password": secrets.token_urlsafe(24)}
-    if site.apps.woodpecker:
-        creds[("woodpecker", "woodpecker-agent-secret")] = {"WOODPECKER_AGENT_SECRET": secrets.token_hex(32)}
-    if site.apps.registry:
-        creds[("registry", "registry-admin")] = {"username": "admin", "password": secrets.token_urlsafe(24)}
-    return creds
-
-
-def htpasswd(username: str, password: str) -> str:
-    """One htpasswd line with a bcrypt hash: the only scheme the distribution registry accepts."""
-    return f"{username}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n"
-
-
 def step_secrets(ctx: Context) -> list[str]:
+    """Only the Secrets that come from outside the cluster (the site file's token references).
+
+    Generated credentials are not made here: they are annotated Secrets in gitops/system/secrets, filled in the
+    cluster by the secrets controller (system tier, before the apps that need them), which also rotates them.
+    """
     changes = []
-    for (namespace, name), data in generated_credentials(ctx.site).items():
-        if ctx.kube.apply(_secret(namespace, name, data), create_only=True) == "created":
-            changes.append(f"secret {namespace}/{name} generated")
-    if ctx.site.apps.registry:
-        probe = _secret("registry", "registry-htpasswd", {})
-        if ctx.kube.get(probe) is None:
-            admin = _read_secret(ctx, "registry", "registry-admin")
-            file = htpasswd(admin["username"], admin["password"])
-            ctx.kube.apply(_secret("registry", "registry-htpasswd", {"htpasswd": file}), create_only=True)
-            changes.append("secret registry/registry-htpasswd derived from registry-admin")
     refs = []
     if ctx.site.certificates.acme is not None:
         refs.append(("cert-manager", "cloudflare-api-token", "api-token", ctx.site.certificates.acme.token))

@@ -516,10 +516,7 @@ def summary(site: Site, opts: Options) -> list[str]:
         "  argocd  admin / kubectl -n argocd get secret argocd-initial-admin-secret "
         "-o jsonpath='{.data.password}' | base64 -d"
     )
-    for (namespace, name), keys in job.generated_credentials(site).items():
-        if "password" not in keys and "admin-password" not in keys:
-            continue  # not a login (e.g. Woodpecker's agent secret)
-        key = "password" if "password" in keys else "admin-password"
+    for namespace, name, key in job.admin_logins(opts.source, site):
         lines.append(
             f"  {namespace:<7} kubectl -n {namespace} get secret {name} -o jsonpath='{{.data.{key}}}' | base64 -d"
         )

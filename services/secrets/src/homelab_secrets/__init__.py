@@ -1,0 +1,1 @@
+"""homelab_secrets: fills and rotates annotated Secrets (mittwald vocabulary read exactly, plus rotation and hooks)."""

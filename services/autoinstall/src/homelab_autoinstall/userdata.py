@@ -6,7 +6,10 @@ Kubernetes and installs k3s at the site's pinned version, then reports back to t
 
 k3s is installed by the upstream install script (``INSTALL_K3S_VERSION`` pins the version) fetched with curl from
 ``k3s_install_url`` inside the target system; it needs the machines to reach the internet (or a mirror of the
-script and the k3s release). The airgap path (images and binary served by us) is not implemented.
+script and the k3s release). Our own container images are delivered on Day 0 without a registry: with
+``images`` (from `task images`' index, served by this service under ``/images/``), a late-command per image puts
+its OCI archive into k3s's image import folder (imported when k3s starts) and checks it against the index's
+sha256; a mismatch fails the install.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from homelab_autoinstall.settings import DEFAULT_PACKAGES
 from homelab_common.site import Machine, Site
 
 K3S_API_PORT = 6443
+#: k3s imports every image archive in this folder when it starts (containerd's import, names from the archive).
+IMAGE_IMPORT_DIR = "/var/lib/rancher/k3s/agent/images"
 
 #: What Kubernetes networking needs from the kernel: routing between pods, bridged traffic through iptables,
 #: and enough inotify instances/watches for many pods' file watchers.
@@ -42,12 +47,21 @@ UNATTENDED_UPGRADES = 'Unattended-Upgrade::Automatic-Reboot "false";\n'
 
 
 @dataclass(frozen=True)
+class ImageArchive:
+    """One OCI archive of `task images` (its index's ``archive`` and ``sha256``), served under ``/images/``."""
+
+    archive: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class InstallOptions:
     """Settings that shape every machine's install (from the service's settings)."""
 
     username: str = "homelab"
     k3s_install_url: str = "https://get.k3s.io"
     packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
+    images: tuple[ImageArchive, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +162,20 @@ def write_file(path: str, content: str, mode: str) -> str:
     return f"mkdir -p {parent} && echo {encoded} | base64 -d > {target} && chmod {mode} {target}"
 
 
+def image_commands(seed_url: str, images: tuple[ImageArchive, ...]) -> list[str]:
+    """Day 0 delivery: each archive fetched from this service into k3s's import folder, then checked by sha256."""
+    base = seed_url.split("/seed/", 1)[0] + "/images/"
+    folder = f"/target{IMAGE_IMPORT_DIR}"
+    commands = []
+    for image in images:
+        target = f"{folder}/{image.archive}"
+        commands.append(
+            f"mkdir -p {folder} && curl -fsS -o {shlex.quote(target)} {shlex.quote(base + image.archive)}"
+            f" && echo {shlex.quote(f'{image.sha256}  {target}')} | sha256sum -c -"
+        )
+    return commands
+
+
 def late_commands(
     site: Site, machine: Machine, secrets: MachineSecrets, seed_url: str, options: InstallOptions
 ) -> list[str]:
@@ -166,6 +194,7 @@ def late_commands(
         # Login is by SSH key only and nobody knows the random password: the admin needs sudo without it.
         write_file(sudoers, f"{options.username} ALL=(ALL) NOPASSWD:ALL\n", "0440"),
         write_file("/etc/rancher/k3s/config.yaml", _yaml(k3s_config(site, machine, secrets.k3s_token)), "0600"),
+        *image_commands(seed_url, options.images),
         # Enabled, not started: k3s starts on the first boot of the installed system, with the sysctls applied.
         f"curtin in-target --target=/target -- sh -c {shlex.quote(install)}",
         f"curl -fsS -X POST {shlex.quote(seed_url + 'installed')}",

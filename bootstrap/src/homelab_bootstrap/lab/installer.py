@@ -75,7 +75,8 @@ head -n1 /tmp/user-data | grep -q '^#cloud-config' || fail "user-data is not #cl
 uhost=$(grep -m1 '^ *hostname:' /tmp/user-data | strip)
 [ "$uhost" = "$host" ] || fail "user-data hostname '$uhost' is not meta-data's local-hostname '$host'"
 # Day 0 images: each OCI archive a late-command puts into k3s's import folder is fetched and checked by sha256.
-for pair in $(sed -n "s#.*curl -fsS -o [^ ]* \(http[^ ]*/images/[^ ]*\) .*echo '*\([0-9a-f]\{64\}\) .*#\1=\2#p" /tmp/user-data); do
+image_re="s#.*curl -fsS -o [^ ]* \(http[^ ]*/images/[^ ]*\) .*echo '*\([0-9a-f]\{64\}\) .*#\1=\2#p"
+for pair in $(sed -n "$image_re" /tmp/user-data); do
   url=${pair%=*}; want=${pair##*=}
   got=$(wget -q -O - "$url" | sha256sum | cut -d' ' -f1)
   [ "$got" = "$want" ] || fail "image ${url##*/}: sha256 $got, user-data says $want"

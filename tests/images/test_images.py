@@ -150,7 +150,7 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path, blackhole: str) -> Ite
                     "HOMELAB_DNS_DNS_HOST": "127.0.0.1",
                     "HOMELAB_DNS_DNS_PORT": str(free_port()),
                     "HOMELAB_DNS_LEASE_NAMESPACE": "default",
-                    "POD_NAME": "dns-0",
+                    "HOMELAB_DNS_IDENTITY": "dns-0",
                 }
                 bad = ("HOMELAB_DNS_POLICY", "sometimes")
             yield Setup(name, port, env, {"/etc/homelab-test": secrets}, bad, kube)

@@ -294,6 +294,10 @@ def build(root: Path, cache: Path, log: Log, only: set[str] | None = None) -> li
         raise ImageError("buildah is not installed: run ./task deps (scripts/test-debs.txt lists it)")
     cache.mkdir(parents=True, exist_ok=True)
     helm_ref, helm_sha = ensure_helm(root, cache, log)
+    try:  # a cached archive keeps its index entry (no re-hashing of hundreds of MB when nothing changed)
+        known = {e["archive"]: e for e in read_index(cache)}
+    except (ImageError, ValueError, KeyError):
+        known = {}
     entries = []
     for image in discover(root):
         if only and image.name not in only:
@@ -318,6 +322,11 @@ def build(root: Path, cache: Path, log: Log, only: set[str] | None = None) -> li
             _save(ref, cache)
             state = "built"
         seconds = time.monotonic() - started
+        previous = known.get(archive.name)
+        if state == "cached" and previous and previous.get("archive_size") == archive.stat().st_size:
+            entries.append(previous)
+            log(f"images: {ref} cached, {previous['size'] / 1e6:.1f} MB")
+            continue
         size = _uncompressed(archive)
         entry: dict[str, Any] = {
             "name": image.name,
@@ -335,7 +344,29 @@ def build(root: Path, cache: Path, log: Log, only: set[str] | None = None) -> li
         entries.append(entry)
     if not only:
         write_index(cache, entries)
+        keep = {e["archive"] for e in entries} | {_archive(cache, helm_ref).name}
+        keep |= {_archive(cache, f"{PREFIX}/base:{base_tag(d)}").name for d in _base_sets(root)}
+        prune(cache, keep, log)
     return entries
+
+
+def _base_sets(root: Path) -> list[tuple[str, ...]]:
+    return [BUILD_DEBS, *(BASE_DEBS + image.debs for image in discover(root))]
+
+
+def prune(cache: Path, keep: set[str], log: Log) -> None:
+    """Remove the archives and buildah images of ours that the current tree no longer builds."""
+    for archive in sorted(cache.glob("*.tar")):
+        if archive.name not in keep:
+            archive.unlink()
+            log(f"images: removed the stale archive {archive.name}")
+    current = {name.removesuffix(".tar") for name in keep}
+    out = subprocess.run(["buildah", "images", "--json"], capture_output=True, text=True, check=False).stdout
+    for image in json.loads(out or "[]"):
+        for name in image.get("names") or []:
+            repo, _, tag = name.rpartition(":")
+            if repo.startswith(f"{PREFIX}/") and f"{repo.rsplit('/', 1)[1]}-{tag}" not in current:
+                subprocess.run(["buildah", "rmi", name], capture_output=True, check=False)
 
 
 def write_index(cache: Path, entries: list[dict[str, Any]]) -> Path:

@@ -318,7 +318,14 @@ def build(root: Path, cache: Path, log: Log, only: set[str] | None = None) -> li
             if HOST_CA.is_file():  # the host's trust store for the build steps' downloads (see the Dockerfile)
                 cmd += ["--volume", f"{HOST_CA}:{HOST_CA}:ro"]
             cmd += ["--target", image.target, "-f", "services/Dockerfile", "-t", ref, "."]
-            _run(cmd, f"building {ref}", cwd=root)
+            before = _containers()
+            try:
+                _run(cmd, f"building {ref}", cwd=root)
+            finally:
+                # buildah 1.28 leaves a working container for each stage without instructions (`FROM x AS helm`,
+                # the final `FROM runtime AS service`) and for a failed build; they would pin stale images
+                for container in _containers() - before:
+                    subprocess.run(["buildah", "rm", container], capture_output=True, check=False)
             _save(ref, cache)
             state = "built"
         seconds = time.monotonic() - started
@@ -348,6 +355,11 @@ def build(root: Path, cache: Path, log: Log, only: set[str] | None = None) -> li
         keep |= {_archive(cache, f"{PREFIX}/base:{base_tag(d)}").name for d in _base_sets(root)}
         prune(cache, keep, log)
     return entries
+
+
+def _containers() -> set[str]:
+    out = _run(["buildah", "containers", "--quiet", "--notruncate"], "listing buildah's working containers")
+    return set(out.split())
 
 
 def _base_sets(root: Path) -> list[tuple[str, ...]]:

@@ -17,6 +17,7 @@ import json
 import shlex
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ class Running:
                     body: bytes = response.read()
                     if response.status == 200:
                         return body
+            except urllib.error.HTTPError as exc:  # e.g. 503 from /readyz while the caches sync
+                last = exc
+                exc.close()
             except OSError as exc:
                 last = exc
             time.sleep(0.2)

@@ -127,13 +127,9 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path, blackhole: str) -> Ite
             secrets = tmp_path / "kube"
             _kubeconfig(secrets, kube.url)
             env["KUBECONFIG"] = "/etc/homelab-test/kubeconfig"
-            api = kubernetes.client.NetworkingV1Api(kube.api_client())
+            with kube.api_client() as client:
+                _fill(name, kubernetes.client.NetworkingV1Api(client), blackhole)
             if name == "homepage":
-                for i in range(20):  # every app's monitor hangs: probes are in flight when SIGTERM comes
-                    notes = homepage(name=f"App {i}", siteMonitor=blackhole)
-                    api.create_namespaced_ingress(
-                        "apps", ingress(f"app{i:02d}", annotations=notes, host=f"a{i}.home.arpa")
-                    )
                 env |= {
                     "HOMELAB_HOMEPAGE_KUBECONFIG": "/etc/homelab-test/kubeconfig",
                     "HOMELAB_HOMEPAGE_PROBE_INTERVAL_SECONDS": "1",
@@ -141,8 +137,6 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path, blackhole: str) -> Ite
                 }
                 bad = ("HOMELAB_HOMEPAGE_PROBE_CONCURRENCY", "0")
             else:
-                for i in range(20):
-                    api.create_namespaced_ingress("apps", ingress(f"app{i:02d}", host=f"app{i:02d}.home.arpa"))
                 env |= {
                     "HOMELAB_DNS_OWNER_ID": "test",
                     "HOMELAB_DNS_POLICY": "sync",
@@ -154,6 +148,13 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path, blackhole: str) -> Ite
                 }
                 bad = ("HOMELAB_DNS_POLICY", "sometimes")
             yield Setup(name, port, env, {"/etc/homelab-test": secrets}, bad, kube)
+
+
+def _fill(name: str, api: Any, blackhole: str) -> None:
+    """20 Ingresses; for the homepage every app's monitor hangs, so probes are in flight when SIGTERM comes."""
+    for i in range(20):
+        notes = homepage(name=f"App {i}", siteMonitor=blackhole) if name == "homepage" else None
+        api.create_namespaced_ingress("apps", ingress(f"app{i:02d}", annotations=notes, host=f"app{i:02d}.home.arpa"))
 
 
 def test_every_service_with_an_entrypoint_has_an_image() -> None:

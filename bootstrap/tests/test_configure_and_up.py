@@ -295,6 +295,15 @@ def test_boot_services_get_the_site_and_the_controller_address(tmp_path: Path) -
     assert env["pxe"]["HOMELAB_PXE_AUTOINSTALL_URL"] == "http://127.0.0.1:8081"
     assert env["pxe"]["HOMELAB_PXE_LAN"] == "192.168.1.0/24"
     assert env["pxe"]["HOMELAB_PXE_INTERFACE"] == "eth0"
+    assert "HOMELAB_AUTOINSTALL_IMAGES_DIR" not in env["autoinstall"]
+
+
+def test_boot_services_serve_the_day0_images_once_built(tmp_path: Path) -> None:
+    opts = _opts(tmp_path, REPO / "site.example.yaml")
+    (up.images_dir(opts)).mkdir(parents=True)
+    (up.images_dir(opts) / "index.json").write_text('{"images": []}')
+    env = up.boot_service_env(opts, load_site(REPO / "site.example.yaml"), "192.168.1.5")
+    assert env["autoinstall"]["HOMELAB_AUTOINSTALL_IMAGES_DIR"] == str(up.images_dir(opts).resolve())
 
 
 def test_up_at_a_terminal_without_a_site_file_runs_the_wizard_first(tmp_path: Path) -> None:

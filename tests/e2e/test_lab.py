@@ -4,12 +4,15 @@ server standing in for our services, so these tests say whether the lab itself w
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from homelab_autoinstall.userdata import ImageArchive, image_commands
 from homelab_bootstrap.lab import (
     FAILED_MARKER,
     INSTALLED_MARKER,
@@ -27,6 +30,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 GOOD = ("good1", "52:54:00:77:01:01", "10.77.0.21")
 LIAR = ("liar1", "52:54:00:77:01:02", "10.77.0.22")
+IMAGES = ("images1", "52:54:00:77:01:03", "10.77.0.23")
 
 
 def test_parallel_labs_get_distinct_namespaces_and_leave_nothing_behind() -> None:
@@ -58,7 +62,7 @@ def test_sweep_removes_namespaces_of_dead_runs_only() -> None:
 @pytest.fixture(scope="module")
 def static_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VirtualLab, StaticSeedServer]]:
     workdir = tmp_path_factory.mktemp("static-lab")
-    site_file = write_site(workdir / "site.yaml", [GOOD, LIAR])
+    site_file = write_site(workdir / "site.yaml", [GOOD, LIAR, IMAGES])
     with VirtualLab(load_site(site_file), site_file, workdir, CACHE_DIR, memory_mb=256) as lab:
         seed = StaticSeedServer(lab.network.boot_ns, str(lab.bootserver_ip))
         seed.add_assets(lab.assets_dir)
@@ -100,6 +104,35 @@ def test_installer_refuses_user_data_for_another_hostname(static_lab: tuple[Virt
     assert "user-data hostname 'someone-else' is not meta-data's local-hostname 'liar1'" in vm.serial()
     assert ("POST", seed_url.removeprefix(seed.base) + "installed") not in seed.requests
     assert (lab.workdir / "machines" / name / "disk.raw").read_bytes()[:512] == bytes(512)
+
+
+def test_installer_fetches_the_day0_image_archives_and_checks_their_digests(
+    static_lab: tuple[VirtualLab, StaticSeedServer],
+) -> None:
+    """autoinstall's own late-commands (image_commands) name two archives; one does not match its sha256."""
+    lab, seed = static_lab
+    name, mac, _ = IMAGES
+    seed_url = seed.add_machine(mac, name)
+    good, bad = b"an OCI archive\n" * 100_000, b"not what the index says\n" * 1000
+    seed.files["/images/good.tar"], seed.files["/images/bad.tar"] = good, bad
+    archives = (
+        ImageArchive("good.tar", hashlib.sha256(good).hexdigest()),
+        ImageArchive("bad.tar", hashlib.sha256(b"the archive that was built").hexdigest()),
+    )
+    autoinstall = {"version": 1, "identity": {"hostname": name, "username": "homelab"}}
+    autoinstall["late-commands"] = image_commands(seed_url, archives)
+    seed.files[seed_url.removeprefix(seed.base) + "user-data"] = (
+        "#cloud-config\n" + yaml.safe_dump({"autoinstall": autoinstall}, width=100000)
+    ).encode()
+    vm = lab.machine(name)
+    vm.start()
+    assert vm.wait_for(INSTALLED_MARKER, FAILED_MARKER, timeout=240) == FAILED_MARKER, vm.serial()[-2000:]
+    serial = vm.serial()
+    assert "image good.tar verified" in serial
+    assert f"image bad.tar: sha256 {hashlib.sha256(bad).hexdigest()}, user-data says {archives[1].sha256}" in serial
+    assert ("GET", "/images/good.tar") in seed.requests
+    assert ("GET", "/images/bad.tar") in seed.requests
+    assert ("POST", seed_url.removeprefix(seed.base) + "installed") not in seed.requests
 
 
 def test_lab_is_torn_down_when_the_block_raises(tmp_path: Path) -> None:

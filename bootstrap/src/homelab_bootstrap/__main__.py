@@ -191,6 +191,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         # The lab's machines run the stand-in installer (a real Ubuntu install and k3s need the internet and, to
         # finish in reasonable time, KVM): its metal stage is the whole of what it can prove.
         stages = stages[:2]
+    elif not byo:
+        # Day 0 images: built (or reused: tags follow their inputs) before the machines install, so autoinstall
+        # serves them and every node imports them into k3s (homelab_bootstrap.images).
+        stages.insert(0, up.Stage("images", lambda: None, lambda: up.build_images(opts)))
     try:
         with server, opts.cleanup:
             try:

@@ -243,7 +243,23 @@ def boot_service_env(opts: Options, site: Site, address: str) -> dict[str, dict[
     }
     if site.lan.interface:
         pxe["HOMELAB_PXE_INTERFACE"] = site.lan.interface
+    if (images_dir(opts) / "index.json").is_file():  # Day 0 images for every node (the images stage built them)
+        autoinstall["HOMELAB_AUTOINSTALL_IMAGES_DIR"] = str(images_dir(opts).resolve())
     return {"autoinstall": autoinstall, "pxe": pxe}
+
+
+def images_dir(opts: Options) -> Path:
+    return opts.state / "images"
+
+
+def build_images(opts: Options) -> None:
+    """The images stage: every image built with buildah, or reused (homelab_bootstrap.images)."""
+    from homelab_bootstrap import images
+
+    try:
+        images.build(opts.source, images_dir(opts), opts.say)
+    except images.ImageError as exc:
+        raise RuntimeError(f"images: {exc}") from None
 
 
 def start_boot_services(opts: Options, site: Site) -> list[subprocess.Popen[bytes]]:

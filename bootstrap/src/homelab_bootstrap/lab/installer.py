@@ -4,6 +4,7 @@ Without internet neither the Ubuntu ISO nor its packages exist here, so the virt
 which use this same code) boot this instead. On the network it behaves like subiquity + cloud-init: it reads
 ``ds=nocloud;s=<seed URL>`` from the kernel command line, fetches ``meta-data`` and ``user-data``, checks they are
 meant for this machine (its MAC is in the seed URL, user-data's hostname equals meta-data's ``local-hostname``),
+fetches every image archive the late-commands name and checks its sha256 (Day 0 images),
 "installs" (writes a boot sector to the disk that announces itself on the serial port when booted), reports
 ``POST <seed URL>installed`` with the user-data's nonce as the real late-commands do with curl, prints a marker
 and powers off.
@@ -91,6 +92,14 @@ host=$(grep -m1 '^local-hostname:' /tmp/meta-data | strip)
 head -n1 /tmp/user-data | grep -q '^#cloud-config' || fail "user-data is not #cloud-config"
 uhost=$(grep -m1 '^ *hostname:' /tmp/user-data | strip)
 [ "$uhost" = "$host" ] || fail "user-data hostname '$uhost' is not meta-data's local-hostname '$host'"
+# Day 0 images: each OCI archive a late-command puts into k3s's import folder is fetched and checked by sha256.
+image_re="s#.*curl -fsS -o [^ ]* \(http[^ ]*/images/[^ ]*\) .*echo '*\([0-9a-f]\{64\}\) .*#\1=\2#p"
+for pair in $(sed -n "$image_re" /tmp/user-data); do
+  url=${pair%=*}; want=${pair##*=}
+  got=$(wget -q -O - "$url" | sha256sum | cut -d' ' -f1)
+  [ "$got" = "$want" ] || fail "image ${url##*/}: sha256 $got, user-data says $want"
+  say "image ${url##*/} verified"
+done
 disk=/dev/vda
 [ -b "$disk" ] || fail "no install disk $disk"
 dd if=/lib/homelab/bootsector.bin of="$disk" bs=512 count=1 conv=notrunc 2>/dev/null || fail "cannot write $disk"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import kubernetes.client
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, request, send_from_directory
 from pydantic import AfterValidator, BaseModel, Field, model_serializer
 from werkzeug.routing import PathConverter
 
@@ -19,7 +21,7 @@ from homelab_autoinstall.inventory import Inventory
 from homelab_autoinstall.service import Provisioner, UnknownMachine
 from homelab_autoinstall.settings import Settings
 from homelab_autoinstall.store import Event, Record, Store
-from homelab_autoinstall.userdata import InstallOptions
+from homelab_autoinstall.userdata import ImageArchive, InstallOptions
 from homelab_common.openapi import Api, Text
 from homelab_common.settings import load_settings
 from homelab_common.site import Machine, normalise_mac
@@ -279,14 +281,24 @@ def _refusing(call: Callable[[], T]) -> T:
         raise Unauthorized("refused") from None
 
 
+def read_images(folder: Path) -> tuple[ImageArchive, ...]:
+    """The archives of `task images`' index.json in ``folder`` (the settings checked that each is there)."""
+    entries = json.loads((folder / "index.json").read_text(encoding="utf-8"))["images"]
+    return tuple(ImageArchive(archive=e["archive"], sha256=e["sha256"]) for e in entries)
+
+
 def create_app(settings: Settings | None = None, *, kube_client: kubernetes.client.ApiClient | None = None) -> Flask:
     settings = settings or load_settings(Settings)
     app = Flask("homelab_autoinstall")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["settings"] = settings
     inventory = Inventory(settings.site_file)
+    images = read_images(settings.images_dir) if settings.images_dir else ()
     options = InstallOptions(
-        username=settings.username, k3s_install_url=settings.k3s_install_url, packages=list(settings.packages)
+        username=settings.username,
+        k3s_install_url=settings.k3s_install_url,
+        packages=list(settings.packages),
+        images=images,
     )
     store = Store(settings.state_file)
     app.extensions["autoinstall"] = Provisioner(
@@ -305,6 +317,15 @@ def create_app(settings: Settings | None = None, *, kube_client: kubernetes.clie
         """Any other seed path: refused like a bad token (the path holds a token: never logged)."""
         provisioner().refused(Refused("unknown-file"), None, "", request.method, request.remote_addr)
         raise Unauthorized("refused")
+
+    archives = {image.archive for image in images}
+
+    @app.get("/images/<name>")
+    def image_archive(name: str) -> Response:
+        """An OCI archive of the index, for the installers' late-commands (public: no secrets in images)."""
+        if name not in archives or settings.images_dir is None:
+            raise NotFound(f"no image archive {name!r}")
+        return send_from_directory(settings.images_dir, name, mimetype="application/x-tar")
 
     install_observability(app, "autoinstall")
     redact_paths(app, r"^/seed/[^/]+/(?P<secret>[^/]+)")

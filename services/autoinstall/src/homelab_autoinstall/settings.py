@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
 from typing import ClassVar
@@ -49,6 +50,9 @@ class Settings(ServiceSettings):
     k3s_install_url: str = Field(default="https://get.k3s.io", pattern=r"^https?://[^\s'\"]+$")
     #: Extra Debian packages installed on every machine.
     packages: list[str] = Field(default_factory=lambda: list(DEFAULT_PACKAGES))
+    #: Day 0 images: the folder of `task images` (its index.json and OCI archives). Served under /images/, and every
+    #: install puts each archive into k3s's image import folder, checked by sha256. Unset: none.
+    images_dir: Path | None = None
 
     @field_validator("wol_broadcast", "events_namespace", "pod_name", mode="before")
     @classmethod
@@ -63,6 +67,26 @@ class Settings(ServiceSettings):
         if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
             raise ValueError("must be an http(s) URL such as http://10.77.0.2:8081")
         return value.rstrip("/")
+
+    @field_validator("images_dir", mode="before")
+    @classmethod
+    def _images_dir(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        index = Path(str(value)) / "index.json"
+        try:
+            entries = json.loads(index.read_text(encoding="utf-8"))["images"]
+            missing = [
+                e["archive"] for e in entries if "/" in e["archive"] or not (index.parent / e["archive"]).is_file()
+            ]
+            _ = [e["sha256"] for e in entries]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"no readable index.json in {value} ({exc}): run ./task images, or leave this unset"
+            ) from None
+        if missing:
+            raise ValueError(f"archives missing from {value}: {', '.join(missing)}: run ./task images")
+        return value
 
     @field_validator("packages")
     @classmethod

@@ -6,7 +6,10 @@ Kubernetes and installs k3s at the site's pinned version, then reports back to t
 
 k3s is installed by the upstream install script (``INSTALL_K3S_VERSION`` pins the version) fetched with curl from
 ``k3s_install_url`` inside the target system; it needs the machines to reach the internet (or a mirror of the
-script and the k3s release). The airgap path (images and binary served by us) is not implemented.
+script and the k3s release). Our own container images are delivered on Day 0 without a registry: with
+``images`` (from `task images`' index, served by this service under ``/images/``), a late-command per image puts
+its OCI archive into k3s's image import folder (imported when k3s starts) and checks it against the index's
+sha256; a mismatch fails the install.
 
 user-data travels over plain HTTP on the LAN, so it holds no long-lived secret (README, threat model): no password
 hash (the admin's password is locked: SSH keys only) and no k3s token. The first server makes its own token when
@@ -28,6 +31,8 @@ from homelab_autoinstall.settings import DEFAULT_PACKAGES
 from homelab_common.site import Machine, Site
 
 K3S_API_PORT = 6443
+#: k3s imports every image archive in this folder when it starts (containerd's import, names from the archive).
+IMAGE_IMPORT_DIR = "/var/lib/rancher/k3s/agent/images"
 
 #: What Kubernetes networking needs from the kernel: routing between pods, bridged traffic through iptables,
 #: and enough inotify instances/watches for many pods' file watchers.
@@ -48,12 +53,21 @@ UNATTENDED_UPGRADES = 'Unattended-Upgrade::Automatic-Reboot "false";\n'
 
 
 @dataclass(frozen=True)
+class ImageArchive:
+    """One OCI archive of `task images` (its index's ``archive`` and ``sha256``), served under ``/images/``."""
+
+    archive: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class InstallOptions:
     """Settings that shape every machine's install (from the service's settings)."""
 
     username: str = "homelab"
     k3s_install_url: str = "https://get.k3s.io"
     packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
+    images: tuple[ImageArchive, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,20 @@ def kube_vip_commands(site: Site, machine: Machine) -> list[str]:
     return [write_file(kubevip.MANIFEST_PATH, kubevip.manifest_text(site), "0600")]
 
 
+def image_commands(seed_url: str, images: tuple[ImageArchive, ...]) -> list[str]:
+    """Day 0 delivery: each archive fetched from this service into k3s's import folder, then checked by sha256."""
+    base = seed_url.split("/seed/", 1)[0] + "/images/"
+    folder = f"/target{IMAGE_IMPORT_DIR}"
+    commands = []
+    for image in images:
+        target = f"{folder}/{image.archive}"
+        commands.append(
+            f"mkdir -p {folder} && curl -fsS -o {shlex.quote(target)} {shlex.quote(base + image.archive)}"
+            f" && echo {shlex.quote(f'{image.sha256}  {target}')} | sha256sum -c -"
+        )
+    return commands
+
+
 def late_commands(
     site: Site, machine: Machine, secrets: MachineSecrets, seed_url: str, options: InstallOptions
 ) -> list[str]:
@@ -191,6 +219,7 @@ def late_commands(
         write_file(sudoers, f"{options.username} ALL=(ALL) NOPASSWD:ALL\n", "0440"),
         write_file("/etc/rancher/k3s/config.yaml", _yaml(k3s_config(site, machine)), "0600"),
         *kube_vip_commands(site, machine),
+        *image_commands(seed_url, options.images),
         f"curtin in-target --target=/target -- sh -c {shlex.quote(install)}",
         # The nonce binds the report to this fetch: a copy of the seed URL alone cannot mark the machine installed.
         f"curl -fsS -X POST --data nonce={secrets.nonce} {shlex.quote(seed_url + 'installed')}",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import atexit
-
 from flask import Flask
 
 from homelab_common.logs import configure_logging
-from homelab_common.server import serve
+from homelab_common.server import on_stop, serve
 from homelab_common.settings import load_settings_or_exit
 from homelab_dns.app import create_app
 from homelab_dns.settings import Settings
@@ -19,7 +17,7 @@ def main() -> None:
 
     def factory() -> Flask:
         app = create_app(settings)
-        atexit.register(app.extensions["homelab_dns"].stop)  # on SIGTERM: release the Lease for the other replica
+        on_stop(app.extensions["homelab_dns"].stop)  # on SIGTERM: release the Lease for the other replica
         return app
 
     serve(factory)

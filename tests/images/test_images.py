@@ -37,7 +37,9 @@ for _tests in ("autoinstall", "homepage"):  # their test-data helpers
 from autoinstall_site import site_data  # noqa: E402
 from homepage_factories import homepage, ingress  # noqa: E402
 
-CACHE = REPO / ".cache" / "homelab" / "images"
+# The machine's image cache, like uv's: the archives are content-addressed (tags are digests of their inputs), so
+# every checkout on this machine (CI's fresh clones too) reuses what another built; a new machine builds once.
+CACHE = Path(os.environ.get("HOMELAB_IMAGE_CACHE") or Path.home() / ".cache" / "homelab" / "images")
 SERVICES = [image.name for image in images.discover(REPO) if image.target == "service"]
 USER = "10001:10001"
 

@@ -229,14 +229,14 @@ def test_ctrl_c_during_a_stage_says_what_was_stopped_and_how_to_resume(tmp_path:
         argv = ["up", "--site", str(REPO / "site.example.yaml"), "--state", str(state), "--kubeconfig"]
         argv += [str(kubeconfig), "--git-port", str(free_port())]
         with terminal(argv, tmp_path, HOMELAB_SOURCE=str(REPO)) as term:
-            term.wait_for("[3/4] bootstrap: starting", timeout=120)
+            term.wait_for("[4/5] bootstrap: starting", timeout=120)
             time.sleep(0.5)  # into the stage's first request
             term.proc.send_signal(signal.SIGINT)
             code = term.finish()
     assert code == 130, term.screen
     assert "Traceback" not in term.screen
     lines = term.screen.strip().splitlines()
-    assert lines[-2].startswith("[3/4] bootstrap: interrupted after")
+    assert lines[-2].startswith("[4/5] bootstrap: interrupted after")
     assert lines[-1].startswith(
         "up: stopped (Ctrl-C) during the bootstrap stage; stopped the GitOps repository server. Run ./task up again "
         "to resume: finished stages are skipped"

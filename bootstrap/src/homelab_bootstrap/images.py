@@ -337,8 +337,13 @@ def build(root: Path, cache: Path, log: Log, only: set[str] | None = None) -> li
             base = ensure_base(BASE_DEBS + image.debs, cache, log)
             build_base = ensure_base(BUILD_DEBS, cache, log)
             log(f"images: {ref}: building (buildah bud, target {image.target})")
-            args = {"SERVICE": image.name, "BASE": base, "BUILD_BASE": build_base, "HELM_IMAGE": helm_ref,
-                    "RESTIC_IMAGE": restic_ref}
+            args = {
+                "SERVICE": image.name,
+                "BASE": base,
+                "BUILD_BASE": build_base,
+                "HELM_IMAGE": helm_ref,
+                "RESTIC_IMAGE": restic_ref,
+            }
             cmd = ["buildah", "bud", "--isolation", "chroot", "--layers", "--pull-never", "--quiet"]
             cmd += [arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")]
             if HOST_CA.is_file():  # the host's trust store for the build steps' downloads (see the Dockerfile)

@@ -19,7 +19,7 @@ def rule_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def stack(rule_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Our services, Alertmanager and Prometheus on loopback, scraped at least twice and every rule evaluated."""
     tmp = tmp_path_factory.mktemp("stack")
-    with KubeEmulator() as kube, running(tmp, kube.url, list(rule_files.values())) as stack:
+    with KubeEmulator() as kube, running(tmp, kube, list(rule_files.values())) as stack:
         for _ in range(3):  # API traffic: scrapes and probes are not what the SLIs count
             for name in stack.ports:
                 assert http_status(f"{stack.url(name)}/openapi.json") == 200

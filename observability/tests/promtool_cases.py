@@ -161,6 +161,113 @@ CASES: list[Case] = [
         "30m",
     ),
     *_pair(
+        "BackupMissed",
+        'homelab_backup_last_success_timestamp_seconds{namespace="apps",pvc="data",repository="nas"}',
+        "0x1600",  # last success at t=0: over 25 h old at 26 h
+        "86400x1600",  # last success at 24 h
+        "26h",
+        {"namespace": "apps", "pvc": "data", "repository": "nas", "severity": "critical"},
+    ),
+    Case(
+        "BackupMissed",
+        {'homelab_backup_last_success_timestamp_seconds{namespace="apps",pvc="data",repository="nas"}': "0x1450"},
+        "24h",
+    ),
+    *_pair(
+        "BackupFailing",
+        'homelab_backup_failing{namespace="apps",pvc="data",repository="nas"}',
+        "1x150",
+        "0x150",
+        "2h",
+        {"namespace": "apps", "pvc": "data", "repository": "nas", "severity": "warning"},
+    ),
+    Case("BackupFailing", {'homelab_backup_failing{namespace="apps",pvc="data",repository="nas"}': "1x150"}, "30m"),
+    *_pair(
+        "BackupDrillFailed",
+        'homelab_backup_drill_ok{namespace="apps",pvc="data",repository="nas"}',
+        "0x60",
+        "1x60",
+        "1h",
+        {"namespace": "apps", "pvc": "data", "repository": "nas", "severity": "critical"},
+    ),
+    *_pair(
+        "BackupCheckFailed",
+        'homelab_backup_check_ok{repository="offsite"}',
+        "0x60",
+        "1x60",
+        "1h",
+        {"repository": "offsite", "severity": "critical"},
+    ),
+    *[
+        Case(
+            "BackupPolicy321Violated",
+            {
+                'homelab_backup_policy_repositories{namespace="backup"}': f"{repositories}x30",
+                'homelab_backup_policy_offsite_repositories{namespace="backup"}': f"{offsite}x30",
+            },
+            "20m",
+            [{"namespace": "backup", "severity": "warning"}] if fires else [],
+        )
+        # one repository; three, all in the same house; two with one offsite (3-2-1 met)
+        for repositories, offsite, fires in ((1, 0, True), (3, 0, True), (2, 1, False))
+    ],
+    Case("BackupControllerDown", {'up{job="other"}': "1x30"}, "20m", [{"severity": "warning"}]),
+    Case("BackupControllerDown", {'homelab_backup_policy_repositories{namespace="backup"}': "2x30"}, "20m"),
+    *_pair(
+        "SecretRotationOverdue",
+        'homelab_secrets_next_rotation_timestamp_seconds{namespace="apps",secret="db"}',
+        "0x120",  # due at t=0: an hour overdue at 60 m, firing 10 m later
+        "86400x120",
+        "75m",
+        {"namespace": "apps", "secret": "db", "severity": "warning"},
+    ),
+    Case(
+        "SecretRotationOverdue",
+        {'homelab_secrets_next_rotation_timestamp_seconds{namespace="apps",secret="db"}': "0x120"},
+        "30m",
+    ),
+    *_pair(
+        "SecretRotationHookFailed",
+        'homelab_secrets_hook_failures_total{namespace="secrets",hook="grafana"}',
+        "0 0 0 1x10",
+        "0x12",
+        "5m",
+        {"namespace": "secrets", "hook": "grafana", "severity": "warning"},
+    ),
+    *_pair(
+        "DefaultPasswordFound",
+        'homelab_secrets_default_passwords{namespace="secrets"}',
+        "0 0 1x10",
+        "0x12",
+        "3m",
+        {"namespace": "secrets", "severity": "critical"},
+    ),
+    *_pair(
+        "SecretsRefused",
+        'homelab_secrets_refused{namespace="secrets"}',
+        "1x40",
+        "0x40",
+        "40m",
+        {"namespace": "secrets", "severity": "info"},
+    ),
+    *_pair(
+        "SecretsInvalidAnnotations",
+        'homelab_secrets_invalid{namespace="secrets"}',
+        "1x30",
+        "0x30",
+        "20m",
+        {"namespace": "secrets", "severity": "warning"},
+    ),
+    *_pair(
+        "SecretsNoLeader",
+        'homelab_secrets_is_leader{namespace="secrets"}',
+        "1x5 0x30",
+        "1x35",
+        "20m",
+        {"namespace": "secrets", "severity": "warning"},
+    ),
+    Case("SecretsNoLeader", {'homelab_secrets_is_leader{namespace="secrets"}': "1x5 0x30"}, "10m"),
+    *_pair(
         "NodeDown",
         'up{job="node-exporter",instance="node1"}',
         "0x10",
@@ -267,6 +374,27 @@ CASES: list[Case] = [
         "traefik",
         'traefik_service_requests_total{code="502",service="gitea"}',
         'traefik_service_requests_total{code="200",service="gitea"}',
+    ),
+    *_slo(
+        "BackupDurabilityBudgetBurn",
+        "backup-durability",
+        "backup",
+        'homelab_backup_reports_total{action="drill",outcome="corrupted"}',
+        'homelab_backup_reports_total{action="backup",outcome="ok"}',
+    ),
+    *_slo(
+        "BackupAvailabilityBudgetBurn",
+        "backup-availability",
+        "backup",
+        _http("backup", "500"),
+        _http("backup", "200"),
+    ),
+    *_slo(
+        "SecretsAvailabilityBudgetBurn",
+        "secrets-availability",
+        "secrets",
+        _http("secrets", "500"),
+        _http("secrets", "200"),
     ),
     # a slow burn (0.4 % bad against a 0.1 % budget: 4x) opens a ticket without paging
     Case(

@@ -1,9 +1,11 @@
-"""A real monitoring stack on loopback for the tests: our four services as their console scripts, Prometheus
-(Debian's) scraping them with a config generated from the charts' ServiceMonitors and loading the rendered rules.
+"""A real monitoring stack on loopback for the tests: our services as their console scripts, Prometheus (Debian's)
+scraping them with a config generated from the charts' ServiceMonitors and loading the rendered rules.
 
 Ports come from ``free_port`` and every file lives in the test's temporary directory, so concurrent runs do not
-collide. Homepage watches a Kubernetes API emulator (homelab_common.k8s.testing) through a kubeconfig, as it
-would a cluster; dns syncs static records to an RFC 2136 server that never answers.
+collide. Homepage, backup and secrets watch a Kubernetes API emulator (homelab_common.k8s.testing) through a
+kubeconfig, as they would a cluster; dns syncs static records to an RFC 2136 server that never answers. The backup
+controller gets one volume whose backup, drill and check Jobs finish here as the kubelet would finish them (so its
+per-volume and per-repository metrics exist); the secrets controller fills one Secret that rotates.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
 import yaml
 
 from chart_harness import REPO, Document, render_chart
+from homelab_backup.core import JobSpec, build_job
+from homelab_common.k8s.testing import KubeEmulator
 from homelab_common.testing import free_port
 
-SERVICES = ("pxe", "autoinstall", "dns", "homepage")
+#: Every service chart (test_prometheus checks this against rulefiles.services()).
+SERVICES = ("pxe", "autoinstall", "dns", "homepage", "backup", "secrets")
 #: The charts scrape every 30 s; the test scrapes and evaluates every second so it waits seconds, not minutes.
 INTERVAL = "1s"
 SITE = """\
@@ -164,8 +170,80 @@ def _kubeconfig(tmp: Path, url: str) -> Path:
     return path
 
 
-def start_services(stack: Stack, kube_url: str) -> None:
+def post_json(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _backup_cluster(kube: KubeEmulator) -> None:
+    """A namespace with one volume in use, and the backup namespace with the repositories Secret."""
+    core = kubernetes.client.CoreV1Api(kube.api_client())
+    for name in ("apps", "backup"):
+        core.create_namespace({"metadata": {"name": name}})
+    core.create_namespaced_secret("backup", {"metadata": {"name": "homelab-backup-repositories"}, "data": {}})
+    claim = {
+        "metadata": {"name": "data", "namespace": "apps"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        "status": {"phase": "Bound"},
+    }
+    core.create_namespaced_persistent_volume_claim("apps", claim)
+    pod = {
+        "metadata": {"name": "app-0", "namespace": "apps"},
+        "spec": {
+            "nodeName": "node1",
+            "containers": [{"name": "app", "image": "app"}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+        },
+        "status": {"phase": "Running"},
+    }
+    core.create_namespaced_pod("apps", pod)
+
+
+def _finish_job(kube: KubeEmulator, job: Any, report: dict[str, Any]) -> None:
+    """What the kubelet and the Job controller do: the runner pod's termination message, the Job succeeded."""
+    core = kubernetes.client.CoreV1Api(kube.api_client())
+    ns, name = job.metadata.namespace, job.metadata.name
+    terminated = {"exitCode": 0, "message": json.dumps(report)}
+    status = {"name": "runner", "image": "i", "imageID": "i", "ready": False, "restartCount": 0}
+    pod = {
+        "metadata": {"name": f"{name}-x", "namespace": ns, "labels": {"job-name": name}},
+        "spec": {"containers": [{"name": "runner", "image": "i"}]},
+        "status": {"phase": "Succeeded", "containerStatuses": [status | {"state": {"terminated": terminated}}]},
+    }
+    core.create_namespaced_pod(ns, pod)
+    kubernetes.client.BatchV1Api(kube.api_client()).patch_namespaced_job(name, ns, {"status": {"succeeded": 1}})
+
+
+def backup_reports(stack: Stack, kube: KubeEmulator) -> None:
+    """A backup and a drill started through the API and a repository check as the schedule starts it, all
+    finished: the controller reads their reports into its per-volume and per-repository metrics."""
+    url = stack.url("backup")
+    wait_until("the backup leader", lambda: get_json(f"{url}/status")["leader"], procs=stack.procs)
+    for action in ("backup", "drill"):
+        post_json(f"{url}/volumes/apps/data/{action}", {"repository": "nas"})
+    slot = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    check = build_job("maintain", None, "nas", slot, JobSpec("homelab/backup", "homelab-backup-repositories"),
+                      namespace="backup")  # fmt: skip
+    batch = kubernetes.client.BatchV1Api(kube.api_client())
+    batch.create_namespaced_job("backup", check)
+    report = {"outcome": "ok", "message": "test", "finished": time.time(), "seconds": 1.0, "files": 1}
+    for job in batch.list_job_for_all_namespaces().items:
+        _finish_job(kube, job, report)
+    metrics = ("homelab_backup_failing{", "homelab_backup_drill_ok{", "homelab_backup_check_ok{")
+    wait_until("the backup reports read", lambda: all(m in _text(f"{url}/metrics") for m in metrics), procs=stack.procs)
+
+
+def _text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def start_services(stack: Stack, kube: KubeEmulator) -> None:
     tmp = stack.tmp
+    kubeconfig = str(_kubeconfig(tmp, kube.url))
     stack.ports = {name: free_port() for name in SERVICES}
     (tmp / "site.yaml").write_text(SITE)
     (tmp / "state").mkdir()
@@ -233,11 +311,50 @@ def start_services(stack: Stack, kube_url: str) -> None:
         _env(
             tmp,
             stack.ports["homepage"],
-            HOMELAB_HOMEPAGE_KUBECONFIG=str(_kubeconfig(tmp, kube_url)),
+            HOMELAB_HOMEPAGE_KUBECONFIG=kubeconfig,
             HOMELAB_HOMEPAGE_STATIC_APPS_FILE=str(tmp / "services.yaml"),
             HOMELAB_HOMEPAGE_PROBE_INTERVAL_SECONDS="1",
             HOMELAB_HOMEPAGE_NTFY_URL=stack.ntfy.url,
             HOMELAB_HOMEPAGE_NTFY_TOPIC="homelab-test",
+        ),
+    )
+    _backup_cluster(kube)
+    repositories = [
+        {"name": "nas", "url": str(tmp / "restic-nas"), "password": "test"},
+        {"name": "offsite", "url": str(tmp / "restic-offsite"), "password": "test", "offsite": True},
+    ]
+    stack.start(
+        "backup",
+        [_exe("homelab-backup")],
+        _env(
+            tmp,
+            stack.ports["backup"],
+            KUBECONFIG=kubeconfig,
+            HOMELAB_BACKUP_REPOSITORIES=json.dumps(repositories),
+            HOMELAB_BACKUP_NAMESPACE="backup",
+            HOMELAB_BACKUP_IDENTITY="backup-0",
+            HOMELAB_BACKUP_RESYNC_SECONDS="1",
+        ),
+    )
+    # one Secret to fill that rotates: its next rotation is a series
+    secret = {
+        "metadata": {
+            "name": "creds",
+            "namespace": "apps",
+            "annotations": {"secrets.homelab.dev/generate": "password", "secrets.homelab.dev/rotate-every": "720h"},
+        },
+        "type": "Opaque",
+    }
+    kubernetes.client.CoreV1Api(kube.api_client()).create_namespaced_secret("apps", secret)
+    stack.start(
+        "secrets",
+        [_exe("homelab-secrets")],
+        _env(
+            tmp,
+            stack.ports["secrets"],
+            KUBECONFIG=kubeconfig,
+            HOMELAB_SECRETS_IDENTITY="secrets-0",
+            HOMELAB_SECRETS_LEASE_NAMESPACE="secrets",
         ),
     )
     for name in SERVICES:
@@ -333,13 +450,14 @@ def start_prometheus(stack: Stack, rule_files: list[Path], alertmanager: str | N
 
 
 @contextmanager
-def running(tmp: Path, kube_url: str, rule_files: list[Path]) -> Iterator[Stack]:
+def running(tmp: Path, kube: KubeEmulator, rule_files: list[Path]) -> Iterator[Stack]:
     """Services, Alertmanager (delivering through the homepage's ntfy route to a recorder), then Prometheus."""
     stack = Stack(tmp, Recorder())
     with ExitStack() as cleanup:
         cleanup.callback(stack.ntfy.close)
         cleanup.callback(stack.stop)
-        start_services(stack, kube_url)
+        start_services(stack, kube)
+        backup_reports(stack, kube)
         start_alertmanager(stack)
         stack.started = time.time()
         start_prometheus(stack, rule_files, f"127.0.0.1:{stack.alertmanager_port}")

@@ -10,8 +10,8 @@ from typing import Any
 
 import promql_parser
 import yaml
-from rulefiles import rules
-from stack import Stack, get_json, wait_until
+from rulefiles import rules, services
+from stack import SERVICES, Stack, get_json, wait_until
 
 from chart_harness import REPO
 from homelab_observability.dashboards import panel_queries
@@ -36,6 +36,11 @@ def _recorded(rule_files: dict[str, Path]) -> set[str]:
 
 def _groups(stack: Stack) -> list[dict[str, Any]]:
     return list(get_json(f"{stack.prometheus}/api/v1/rules")["data"]["groups"])
+
+
+def test_the_stack_runs_every_service_chart() -> None:
+    """A new charts/<service> must be started and scraped here too, or its metrics go unchecked."""
+    assert sorted(SERVICES) == services()
 
 
 def test_every_rule_evaluates_without_error(stack: Stack, rule_files: dict[str, Path]) -> None:

@@ -1,10 +1,10 @@
-"""charts/secrets and gitops/system/secrets: what the controller needs, alerts proven with promtool, and the apps'
-credentials declared in git, filled by the controller, without anything Argo CD would see as drift."""
+"""charts/secrets and gitops/system/secrets: what the controller needs, and the apps' credentials declared in git,
+filled by the controller, without anything Argo CD would see as drift. The chart's alerts are tested with the others
+(promtool fire and quiet cases, runbook pages) in observability/tests."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -58,62 +58,6 @@ def test_rbac_reads_and_patches_secrets_and_workloads_only(docs: list[Document])
     assert not any(v in ("create", "delete", "update") for g, r, v in granted if r == "secrets")
     lease = find(docs, "Role")[0].body["rules"]
     assert {v for rule in lease if "leases" in rule["resources"] for v in rule["verbs"]} == {"get", "create", "update"}
-
-
-def _expand(text: str, labels: dict[str, str]) -> str:
-    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m[1]], text)
-
-
-def test_alert_rules_pass_promtool_unit_tests(docs: list[Document], tmp_path: Path) -> None:
-    rule = find(docs, "PrometheusRule")[0].body
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-
-    def alert(name: str, **labels: str) -> dict[str, Any]:
-        notes = {k: _expand(v, labels) for k, v in rules[name]["annotations"].items()}
-        return {"exp_labels": labels | rules[name]["labels"], "exp_annotations": notes}
-
-    tests = {
-        "rule_files": ["rules.yaml"],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [
-                    # due at t=0: overdue after an hour; the other is due in a day
-                    {"series": 'homelab_secrets_next_rotation_timestamp_seconds{namespace="apps",secret="db"}',
-                     "values": "0x120"},
-                    {"series": 'homelab_secrets_next_rotation_timestamp_seconds{namespace="apps",secret="ok"}',
-                     "values": "86400x120"},
-                    {"series": 'homelab_secrets_hook_failures_total{namespace="secrets",hook="grafana"}',
-                     "values": "0 0 0 1 1 1 1 1 1 1"},
-                    {"series": 'homelab_secrets_hook_failures_total{namespace="secrets",hook="gitea"}',
-                     "values": "0x10"},
-                    {"series": 'homelab_secrets_default_passwords{namespace="secrets"}', "values": "0 0 1x10"},
-                    {"series": 'homelab_secrets_is_leader{namespace="secrets"}', "values": "1x5 0x30"},
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "30m", "alertname": "SecretRotationOverdue", "exp_alerts": []},
-                    {"eval_time": "75m", "alertname": "SecretRotationOverdue",
-                     "exp_alerts": [alert("SecretRotationOverdue", namespace="apps", secret="db")]},
-                    {"eval_time": "2m", "alertname": "SecretRotationHookFailed", "exp_alerts": []},
-                    {"eval_time": "5m", "alertname": "SecretRotationHookFailed",
-                     "exp_alerts": [alert("SecretRotationHookFailed", namespace="secrets", hook="grafana")]},
-                    {"eval_time": "1m", "alertname": "DefaultPasswordFound", "exp_alerts": []},
-                    {"eval_time": "3m", "alertname": "DefaultPasswordFound",
-                     "exp_alerts": [alert("DefaultPasswordFound", namespace="secrets")]},
-                    {"eval_time": "10m", "alertname": "SecretsNoLeader", "exp_alerts": []},
-                    {"eval_time": "20m", "alertname": "SecretsNoLeader",
-                     "exp_alerts": [alert("SecretsNoLeader", namespace="secrets")]},
-                ],
-            }
-        ],
-    }  # fmt: skip
-    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
-    check = subprocess.run(["promtool", "check", "rules", "rules.yaml"], cwd=tmp_path, capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    result = subprocess.run(["promtool", "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_credentials_follow_the_sites_apps(tmp_path: Path) -> None:

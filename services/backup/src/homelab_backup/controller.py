@@ -43,6 +43,7 @@ from homelab_backup.core import (
     job_report,
     select,
 )
+from homelab_backup.restic import Outcome
 from homelab_backup.schedule import Cron, due, next_slot
 from homelab_backup.settings import Settings
 from homelab_common.k8s import Backoff, EventRecorder, Informer, LeaderElector, ObjectRef, Reconciler, TemporaryError
@@ -72,6 +73,11 @@ VOLUMES = Gauge("homelab_backup_volumes", "PVCs by state", ["state"])
 JOBS = Counter("homelab_backup_jobs_created_total", "Jobs started", ["action"])
 REPORTS = Counter("homelab_backup_reports_total", "Job reports read", ["action", "outcome"])
 LEADER = Gauge("homelab_backup_is_leader", "1 when this replica starts Jobs")
+# Known label values start at 0: the durability SLO's ratio (and its rate over the first failure) exists before any
+# report is read.
+for _action in ("backup", "drill", "maintain", "restore"):
+    for _outcome in Outcome:
+        REPORTS.labels(_action, _outcome.value)
 
 
 @dataclass

@@ -55,6 +55,8 @@ DEFAULTS = Gauge("homelab_secrets_default_passwords", "Secret keys holding an up
 RESTARTS = Counter("homelab_secrets_workload_restarts_total", "Pod templates bumped after a rotation")
 LEADER = Gauge("homelab_secrets_is_leader", "1 on the replica that holds the Lease and writes")
 LAST_PASS = Gauge("homelab_secrets_last_pass_timestamp_seconds", "When the leader last finished a pass")
+for _hook in ann.HOOKS:  # known label values start at 0: the alert's increase() sees the first failure
+    HOOK_FAILURES.labels(_hook)
 
 #: Our writes' field manager: the fields it owns (values, status annotations) are never in Argo CD's manifests.
 FIELD_MANAGER = "homelab-secrets"

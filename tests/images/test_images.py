@@ -138,6 +138,11 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path, blackhole: str) -> Ite
                     "HOMELAB_HOMEPAGE_PROBE_TIMEOUT_SECONDS": "30",
                 }
                 bad = ("HOMELAB_HOMEPAGE_PROBE_CONCURRENCY", "0")
+            elif name == "secrets":
+                env |= {"HOMELAB_SECRETS_LEASE_NAMESPACE": "default", "HOMELAB_SECRETS_IDENTITY": "secrets-0"}
+                bad = ("HOMELAB_SECRETS_HOOK_TIMEOUT_SECONDS", "0")
+            elif name == "backup":
+                bad = ("HOMELAB_BACKUP_CHECK_SUBSET", "most")
             else:
                 env |= {
                     "HOMELAB_DNS_OWNER_ID": "test",

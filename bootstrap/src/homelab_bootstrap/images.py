@@ -120,6 +120,8 @@ def _files(root: Path, paths: Iterable[str]) -> list[str]:
 # A pinned tag in a chart's values (see pin): left out of digests, or pinning the bootstrap image (which copies
 # charts/) would change its own tag.
 PIN = re.compile(rf"^(\s*repository: {re.escape(PREFIX)}/\S+\n\s*)tag: .*$", re.MULTILINE)
+# A pinned reference written out in full (e.g. the backup controller's HOMELAB_BACKUP_IMAGE for its Jobs)
+PIN_REF = re.compile(rf"({re.escape(PREFIX)}/[a-z0-9-]+):[A-Za-z0-9._-]+")
 
 
 def _digest(root: Path, files: Iterable[str], extra: Iterable[str] = ()) -> str:
@@ -129,7 +131,7 @@ def _digest(root: Path, files: Iterable[str], extra: Iterable[str] = ()) -> str:
     for name in files:
         data = (root / name).read_bytes()
         if name.startswith("charts/") and name.endswith("values.yaml"):
-            data = PIN.sub(r"\1tag: pinned", data.decode()).encode()
+            data = PIN_REF.sub(r"\1:pinned", PIN.sub(r"\1tag: pinned", data.decode())).encode()
         h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()[:16]
 
@@ -448,6 +450,7 @@ def pin(root: Path, entries: list[dict[str, Any]], log: Log) -> list[Path]:
         if not pattern.search(text):
             raise ImageError(f"{values}: no `repository: {repo}` followed by a `tag:` line to pin")
         new = pattern.sub(rf'\1repository: {repo}\n\1tag: "{entry["tag"]}"', text)
+        new = re.sub(rf"{re.escape(repo)}:[A-Za-z0-9._-]+", f"{repo}:{entry['tag']}", new)  # full references too
         if new != text:
             values.write_text(new, encoding="utf-8")
             changed.append(values)

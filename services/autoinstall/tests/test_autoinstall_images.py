@@ -61,6 +61,10 @@ def served(tmp_path: Path, site_file: Path) -> Iterator[tuple[str, Path]]:
 def _late_commands(base: str) -> list[str]:
     import urllib.request
 
+    # the machine's install window armed first, as `task up` does (no seed URL otherwise)
+    arm = urllib.request.Request(f"{base}/api/v1/machines/{NODE1}/arm", method="POST")
+    with urllib.request.urlopen(arm):
+        pass
     with urllib.request.urlopen(f"{base}/api/v1/boot/{NODE1}") as response:
         seed = json.loads(response.read())["seed_url"]
     with urllib.request.urlopen(seed + "user-data") as response:

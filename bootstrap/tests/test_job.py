@@ -406,6 +406,8 @@ def test_the_repository_moves_into_gitea_and_the_root_app_follows(
         assert appset["spec"]["generators"][0]["git"]["repoURL"] == f"{cluster_url}/homelab/gitops.git"
     secret = kube.objects("v1/secrets", "argocd")["argocd/homelab-gitops-repo"]
     assert secret["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "repository"
+    # the secrets controller keeps it in step with gitea-admin, whose copy-to names it (gitops/system/secrets)
+    assert secret["metadata"]["annotations"]["secrets.homelab.dev/copy-of"] == "gitea/gitea-admin"
 
     fake.requests.clear()
     assert job.step_gitea(ctx) == []

@@ -414,6 +414,8 @@ def step_gitea(ctx: Context) -> list[str]:
         {"type": "git", "url": clone_url, "username": user["username"], "password": user["password"]},
         labels={"argocd.argoproj.io/secret-type": "repository", "app.kubernetes.io/part-of": "homelab"},
     )
+    # the secrets controller keeps username/password in step when gitea-admin rotates (its copy-to names this one)
+    repo_secret["metadata"]["annotations"] = {"secrets.homelab.dev/copy-of": "gitea/gitea-admin"}
     if ctx.kube.apply(repo_secret) != "unchanged":
         changes.append("Argo CD given the Gitea repository credential")
     changes += apply_root(ctx, clone_url)

@@ -17,6 +17,7 @@ the change is applied (to fail the Secret write that follows: the hook failing h
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 import threading
@@ -25,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-class _AdminApp:
+class _AdminApp(abc.ABC):
     name = ""
 
     def __init__(self, username: str, password: str) -> None:
@@ -87,8 +88,9 @@ class _AdminApp:
         self.server.shutdown()
         self.server.server_close()
 
+    @abc.abstractmethod
     def route(self, method: str, path: str, user: str | None, body: Callable[[], dict[str, Any]]) -> tuple[int, Any]:
-        raise NotImplementedError
+        """The app's answer (status, JSON body) to one request of its admin API."""
 
     def _apply(self, user: str, password: str) -> tuple[int, Any] | None:
         """Apply a change unless told to fail; None when applied and answered normally."""

@@ -107,3 +107,27 @@ def test_the_declared_credentials_are_filled_as_the_apps_read_them(tmp_path: Pat
     assert registry["auth"].startswith(b"admin:$2y$")  # mounted as the registry's htpasswd file
     agent = values(kube, "woodpecker-agent-secret", "woodpecker")["WOODPECKER_AGENT_SECRET"]
     assert re.fullmatch(rb"[0-9a-f]{64}", agent)
+
+
+def test_what_reads_a_rotating_credential_follows_its_rotation(tmp_path: Path) -> None:
+    """Each declared credential with a schedule reaches every consumer: Gitea's through its hook and Argo CD's copy
+    (bootstrap/tests/test_job.py checks the copy names it back), Woodpecker's agent secret by restarting the server
+    and the agent (both read it only at start), the registry's by restarting the registry."""
+    declared = {s["metadata"]["name"]: ann.parse(s["metadata"]["annotations"]) for s in credentials(tmp_path)}
+    gitea = declared["gitea-admin"]
+    assert gitea.rotates
+    assert gitea.hook == "gitea"
+    assert gitea.copy_to == ("argocd/homelab-gitops-repo",)
+    assert gitea.copy_keys == ("username", "password")
+    assert declared["woodpecker-agent-secret"].rotates
+    assert not declared["registry-admin"].rotates  # its logins outside the cluster cannot follow (README)
+
+    def reloads(app: str, *path: str) -> str:
+        node: Any = yaml.safe_load((REPO / "gitops" / app / "values.yaml").read_text())
+        for part in path:
+            node = node[part]
+        return str(node["podAnnotations"][ann.RELOAD[0]])
+
+    assert reloads("apps/woodpecker", "woodpecker", "server") == "woodpecker-agent-secret"
+    assert reloads("apps/woodpecker", "woodpecker", "agent") == "woodpecker-agent-secret"
+    assert reloads("platform/registry", "docker-registry") == "registry-admin"

@@ -179,6 +179,46 @@ def test_rotation_restarts_workloads_that_reload_on_the_secret_once(kube: KubeEm
     assert {e["regarding"]["name"] for e in events(kube, "SecretRotated")} == {"web", "worker"}
 
 
+def test_workloads_that_name_the_secret_on_their_pod_template_restart_together(kube: KubeEmulator) -> None:
+    """Woodpecker's way: server and agent (StatefulSets whose chart annotates only pods) share one secret."""
+    clock = Clock()
+    create_secret(kube, "agent-secret", {OURS + "generate": "AGENT_SECRET", OURS + "rotate-every": "1h"})
+    apps = kubernetes.client.AppsV1Api(kube.api_client())
+    for name in ("server", "agent"):
+        template = {
+            "metadata": {"labels": {"app": name}, "annotations": {OURS + "reload": "agent-secret"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+        }
+        apps.create_namespaced_stateful_set("apps", {
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": {"app": name}}, "serviceName": name, "template": template},
+        })  # fmt: skip
+
+    def stamp(name: str) -> str:
+        found = kube.objects("apps/v1/statefulsets", "apps")[f"apps/{name}"]
+        return str(found["spec"]["template"]["metadata"]["annotations"].get(ann.RESTARTED_FOR, ""))
+
+    with running(kube, clock) as controller:
+        wait_for(lambda: "AGENT_SECRET" in values(kube, "agent-secret"))
+        settle(controller)
+        assert stamp("server") == stamp("agent") == ""
+        clock.advance(3600)
+        settle(controller)
+        wait_for(lambda: stamp("server") != "" and stamp("agent") != "")
+        assert (
+            stamp("server")
+            == stamp("agent")
+            == restart_stamp({"agent-secret": annotations(kube, "agent-secret")[ann.ROTATED_AT]})
+        )
+        patches = kube.request_count("update", "statefulsets")
+        settle(controller)
+        settle(controller)
+        assert kube.request_count("update", "statefulsets") == patches  # no restart loop
+    # the merge patch kept the reload list the chart put there
+    template = kube.objects("apps/v1/statefulsets", "apps")["apps/agent"]["spec"]["template"]["metadata"]
+    assert template["annotations"][OURS + "reload"] == "agent-secret"
+
+
 def test_only_the_leader_writes_and_the_other_takes_over(kube: KubeEmulator) -> None:
     create_secret(kube, "one", {OURS + "generate": "a"})
     with running(kube, identity="secrets-0") as first:

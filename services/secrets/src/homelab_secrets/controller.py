@@ -53,6 +53,7 @@ NEXT_ROTATION = Gauge(
 MANAGED = Gauge("homelab_secrets_managed", "Annotated Secrets this controller fills")
 DEFAULTS = Gauge("homelab_secrets_default_passwords", "Secret keys holding an upstream default password")
 RESTARTS = Counter("homelab_secrets_workload_restarts_total", "Pod templates bumped after a rotation")
+COPIED = Counter("homelab_secrets_copied_total", "Copies (copy-to) brought in step with their Secret")
 LEADER = Gauge("homelab_secrets_is_leader", "1 on the replica that holds the Lease and writes")
 LAST_PASS = Gauge("homelab_secrets_last_pass_timestamp_seconds", "When the leader last finished a pass")
 for _hook in ann.HOOKS:  # known label values start at 0: the alert's increase() sees the first failure
@@ -89,7 +90,7 @@ def secret_record(secret: Any) -> SecretRecord:
     meta = secret.metadata
     annotations = dict(meta.annotations or {})
     decoded = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
-    annotated = ann.is_annotated(annotations)
+    annotated = ann.is_annotated(annotations) or ann.COPY_OF in annotations  # a copy: kept to compare
     observed = Observed(
         meta.namespace or "",
         meta.name or "",
@@ -106,11 +107,14 @@ def workload_record(kind: str) -> Callable[[Any], WorkloadRecord]:
     def transform(obj: Any) -> WorkloadRecord:
         meta = obj.metadata
         annotations = meta.annotations or {}
-        names: list[str] = []
-        for key in ann.RELOAD:
-            names += [n.strip() for n in annotations.get(key, "").split(",") if n.strip()]
         template = obj.spec.template.metadata if obj.spec and obj.spec.template else None
-        stamp = ((template.annotations if template else None) or {}).get(ann.RESTARTED_FOR, "")
+        pod_annotations = (template.annotations if template else None) or {}
+        names: list[str] = []
+        # on the workload, or on its pod template for charts that annotate only pods (Woodpecker's agent)
+        for key in ann.RELOAD:
+            for where in (annotations, pod_annotations):
+                names += [n.strip() for n in where.get(key, "").split(",") if n.strip()]
+        stamp = pod_annotations.get(ann.RESTARTED_FOR, "")
         return WorkloadRecord(
             kind, meta.namespace or "", meta.name or "", meta.uid or "", tuple(sorted(set(names))), stamp
         )
@@ -263,6 +267,7 @@ class Controller:
             due: list[float] = []
             managed = refused = invalid = pending = 0
             seen: set[tuple[str, str]] = set()
+            sources: list[tuple[Observed, Decision]] = []
             for record in self.secrets.list():
                 obs = record.observed
                 if not obs.annotations:
@@ -279,6 +284,8 @@ class Controller:
                 refused += decision.action == "refuse"
                 invalid += decision.action == "invalid"
                 pending += decision.action == "hook"
+                if decision.spec is not None and decision.spec.copy_to and decision.action in ("none", "write"):
+                    sources.append((obs, decision))
                 if decision.next_check is not None:
                     due.append(decision.next_check)
                 if decision.next_rotation is not None:
@@ -289,6 +296,8 @@ class Controller:
             REFUSED.set(refused)
             INVALID.set(invalid)
             HOOK_PENDING.set(pending)
+            for obs, decision in sources:
+                failed += self._copy(obs, decision)
             if self.run_audit:
                 self._audit()
             if self.restart_workloads:
@@ -375,6 +384,58 @@ class Controller:
             obs.name, obs.namespace, _patch_body(obs, patch), field_manager=FIELD_MANAGER, _request_timeout=30
         )
         self._written[obs.key] = obs.resource_version
+
+    # -- copies -------------------------------------------------------------------------------------------------
+
+    def _copy(self, obs: Observed, decision: Decision) -> list[str]:
+        """Keep each copy-to Secret's copy-keys equal to this Secret's current values (after a fill or a rotation).
+
+        Both sides must agree: the source names the copy (copy-to, in git) and the copy names the source (its
+        copy-of annotation, set by whoever made it), so a Secret in one namespace cannot be made to write into
+        another that did not ask for it. The copy's other keys are left alone; nothing is ever created.
+        """
+        spec = decision.spec
+        assert spec is not None
+        if decision.action == "write" or any(not obs.data.get(k) for k in spec.copy_keys):
+            return []  # being filled or rotated: copy the values the next pass sees
+        failed: list[str] = []
+        ref = ObjectRef("Secret", obs.name, obs.namespace, obs.uid)
+        for target in spec.copy_to:
+            record = self.secrets.get(target)
+            if record is None or record.observed.annotations.get(ann.COPY_OF) != obs.key:
+                reason = "CopyRefused" if record is not None else "CopyMissing"
+                message = (
+                    f"{target} does not name {obs.key} in its {ann.COPY_OF} annotation: nothing is copied into it"
+                    if record is not None
+                    else f"copy-to {target}: no such Secret (it is never created here; its owner makes it, "
+                    f"annotated {ann.COPY_OF}: {obs.key})"
+                )
+                if self._once(f"{obs.key}>{target}", reason, message):  # not forgotten by the next pass
+                    ERRORS.labels("copy").inc()
+                    log.warning("copy not made", extra={"object": obs.key, "reason": message})
+                    self.recorder.warning(ref, reason, message)
+                continue
+            copy = record.observed
+            if self._written.get(copy.key) == copy.resource_version:
+                continue  # our last write is not in the cache yet
+            changed: dict[str, bytes | None] = {
+                k: obs.data[k] for k in spec.copy_keys if copy.data.get(k) != obs.data[k]
+            }
+            if not changed:
+                continue
+            try:
+                self._write(copy, Patch(data=changed))
+            except kubernetes.client.ApiException as exc:
+                failed.append(f"copy {copy.key}: HTTP {exc.status} {exc.reason}")
+                continue
+            COPIED.inc()
+            log.info("copy updated", extra={"object": copy.key, "source": obs.key, "keys": sorted(changed)})
+            self.recorder.normal(
+                ObjectRef("Secret", copy.name, copy.namespace, copy.uid),
+                "Copied",
+                f"{', '.join(sorted(changed))} copied from {obs.key}",
+            )
+        return failed
 
     # -- the audit ----------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ anything. The new password is verified before success is reported.
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 import urllib.error
@@ -61,7 +62,7 @@ def _message(payload: Any) -> str:
     return str(payload.get("message", "")) if isinstance(payload, dict) else ""
 
 
-class _Hook:
+class _Hook(abc.ABC):
     name = ""
     whoami_path = ""
 
@@ -76,8 +77,9 @@ class _Hook:
             return False
         raise HookError(f"{self.name}: GET {self.whoami_path}: HTTP {status} {_message(payload)}".strip())
 
+    @abc.abstractmethod
     def change(self, call: HookCall) -> None:
-        raise NotImplementedError
+        """Set ``call.new`` as the user's password, signed in with ``call.current``; HookError when refused."""
 
     def __call__(self, call: HookCall) -> None:
         if not call.username:

@@ -36,6 +36,7 @@ FIXED_KEYS: dict[str, tuple[str, ...]] = {
 HOOKS = ("gitea", "grafana")
 KEY_NAME = re.compile(r"^[-._a-zA-Z0-9]{1,200}$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 DEFAULT_LENGTH = 40  # mittwald's default
 MAX_LENGTH = 4096
@@ -59,6 +60,8 @@ PENDING_SINCE = OURS + "rotation-pending-since"
 HOOK_FAILED_AT = OURS + "hook-failed-at"
 REGENERATED_TOKEN = OURS + "regenerated-token"
 ROTATE_REQUESTED = OURS + "rotate-requested-at"
+#: On a copy (e.g. Argo CD's repository credential): the one Secret ("namespace/name") allowed to write into it.
+COPY_OF = OURS + "copy-of"
 #: On a workload's pod template: changes only when a Secret it reloads on was rotated (see README "Restarts").
 RESTARTED_FOR = OURS + "restarted-for"
 #: On a workload: the Secrets (comma list, same namespace) whose rotation restarts it; Reloader's name too.
@@ -96,6 +99,8 @@ OUR_SETTINGS = (
     "hook",
     "hook-url",
     "hook-username-key",
+    "copy-to",
+    "copy-keys",
 )
 MITTWALD_SETTINGS = (*MITTWALD_NAMES.values(),)
 
@@ -128,6 +133,8 @@ class Spec:
     hook_url: str = ""
     hook_username_key: str = "username"
     mittwald: bool = False  # read (also) from mittwald's prefix: write its status annotations back too
+    copy_to: tuple[str, ...] = ()  # "namespace/name" of Secrets kept in step with this one (each must agree)
+    copy_keys: tuple[str, ...] = ()  # the keys copied (default: the generated keys)
 
     @property
     def rotates(self) -> bool:
@@ -182,7 +189,7 @@ def _keys(value: str, name: str) -> tuple[str, ...]:
 def parse(annotations: dict[str, str]) -> Spec:
     """The Secret's request from its annotations; :class:`SpecError` naming the first bad one."""
     for key in annotations:
-        if key.startswith(OURS) and key not in STATUS_KEYS and key[len(OURS) :] not in OUR_SETTINGS:
+        if key.startswith(OURS) and key not in (*STATUS_KEYS, COPY_OF) and key[len(OURS) :] not in OUR_SETTINGS:
             raise SpecError(f"{key}: unknown annotation (known: {', '.join(OURS + s for s in OUR_SETTINGS)})")
 
     def get(setting: str) -> tuple[str, str] | None:
@@ -335,4 +342,19 @@ def parse(annotations: dict[str, str]) -> Spec:
             if not KEY_NAME.match(user[1]):
                 raise SpecError(f"{user[0]}: {user[1]!r} is not a Secret key name")
             fields["hook_username_key"] = user[1]
+    found = get("copy-to")
+    if found is not None:
+        name, value = found
+        targets = tuple(t.strip() for t in value.split(",") if t.strip())
+        for target in targets:
+            namespace, sep, secret = target.partition("/")
+            if not (sep and _DNS_NAME.match(namespace) and _DNS_NAME.match(secret)):
+                raise SpecError(f"{name}: {target!r} is not namespace/name of a Secret")
+        if not targets:
+            raise SpecError(f"{name}: name the Secrets to keep in step (namespace/name, comma list)")
+        fields["copy_to"] = targets
+        copied = get("copy-keys")
+        fields["copy_keys"] = _keys(copied[1], copied[0]) if copied is not None else keys
+    elif get("copy-keys") is not None:
+        raise SpecError(f"{OURS}copy-keys: copies go to the Secrets named in {OURS}copy-to; set it too")
     return Spec(**fields)  # type: ignore[arg-type]

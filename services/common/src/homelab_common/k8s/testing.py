@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import re
 import threading
@@ -64,6 +65,9 @@ class _Fault:
 
 _NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?$")
 
+#: The request being routed to a reaction, in the task that serves it (see ``_Emulator.__iter__``).
+_ROUTING: contextvars.ContextVar[Any] = contextvars.ContextVar("kube_emulator_routing", default=None)
+
 
 def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
     body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason}
@@ -72,19 +76,84 @@ def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
 
 def _make_emulator_class() -> type[Any]:
     """Build the emulator subclass on first use, so importing this module does not import kmock."""
+    import attrs
     import kmock
 
     reads = (kmock.action.LIST, kmock.action.WATCH, kmock.action.FETCH)
 
+    @attrs.frozen
+    class _Objects(kmock.KubernetesEmulator.ObjectsArray):  # type: ignore[misc,valid-type]
+        """kmock's store of objects, with an index by resource kept beside it so a list is not a full scan.
+
+        kmock keeps one dict keyed by (resource, namespace, name); the index holds the same Object instances
+        per resource in the same (insertion) order, updated on every store and removal.
+        """
+
+        by_resource: dict[Any, dict[tuple[str | None, str], Any]] = attrs.field(factory=dict, init=False)
+
+        def _key(self, key: Any) -> tuple[Any, str | None, str] | None:
+            if len(key) != 3:
+                return None  # a version or history key: the object itself stays where it is
+            resource = key[0] if isinstance(key[0], kmock.resource) else kmock.resource(key[0])
+            return resource, key[1], key[2]
+
+        def __setitem__(self, key: Any, value: Any, /) -> None:
+            super().__setitem__(key, value)
+            if (full := self._key(key)) is not None:
+                self.by_resource.setdefault(full[0], {})[full[1:]] = self._objects[full]
+
+        def __delitem__(self, key: Any, /) -> None:
+            super().__delitem__(key)
+            if (full := self._key(key)) is not None:
+                del self.by_resource[full[0]][full[1:]]
+
+        def clear(self) -> None:
+            super().clear()
+            self.by_resource.clear()
+
     class _Emulator(kmock.KubernetesEmulator):
         def __attrs_post_init__(self) -> None:
             super().__attrs_post_init__()
+            objects = _Objects()
+            self._objects = objects
+            #: the same Object instances as kmock's store, by resource then (namespace, name)
+            self.by_resource: dict[Any, dict[tuple[str | None, str], Any]] = objects.by_resource
+            # kmock routes a request by asking each reaction "is this request among the requests you see?",
+            # which replays the whole request log through the reaction's filters: every request cost grew
+            # with the number served before it (~200 ms each after a few thousand). The emulator's reactions
+            # are all plain filters (no slices), whose verdict on a request depends on that request alone,
+            # so while routing, the log seen by the filters is just the request being routed.
+            assert not [view for payload in self._payloads for view in payload._walk(kmock.Slicer)], "a slice"
             self.rv_counter = 0
             self.faults: list[_Fault] = []
             self.write_lock = asyncio.Lock()
             #: Namespace objects by name: kmock 0.8 cannot parse /api/v1/namespaces[/{name}] (it reads
             #: "namespaces" as the namespace-scope prefix), so they are served here before kmock sees the path.
             self.namespaces: dict[str, dict[str, Any]] = {}
+
+        def __iter__(self) -> Iterator[Any]:
+            routing = _ROUTING.get()
+            if routing is not None:
+                yield routing
+            else:
+                yield from super().__iter__()
+
+        def _KubernetesEmulator__get_objs(self, request: Any, strict: bool) -> list[Any]:  # noqa: N802
+            """The objects a request addresses, from the index: one lookup for a named object, the resource's
+            objects for a list or watch, never a scan of every stored object (kmock's way)."""
+            if request.name is not None and (strict or request.namespace is not None):
+                found = self.by_resource.get(request.resource, {}).get((request.namespace, request.name))
+                return [] if found is None else [found]
+            if request.name is not None:  # a name in any namespace: rare, kmock's scan
+                return cast(list[Any], super()._KubernetesEmulator__get_objs(request, strict))  # type: ignore[misc]
+            stored = self.by_resource.get(request.resource, {})
+            if request.namespace is None and not strict:
+                return list(stored.values())
+            return [obj for (namespace, _), obj in stored.items() if namespace == request.namespace]
+
+        def _get_resources(self) -> list[Any]:
+            declared = kmock.KubernetesScaffold._get_resources(self)
+            return list(set(declared) | {resource for resource, stored in self.by_resource.items() if stored})
 
         async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
             match = _NAMESPACES.match(raw_request.path)
@@ -140,6 +209,7 @@ def _make_emulator_class() -> type[Any]:
             return None
 
         async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+            _ROUTING.set(request)  # this task serves only this request (aiohttp: one task per request)
             fault = self._take_fault(request) if request.resource is not None else None
             if fault is not None:
                 if fault.delay:
@@ -251,7 +321,7 @@ def _make_emulator_class() -> type[Any]:
             marker = await bus.mark()
             try:
                 async with self._lock:
-                    stored = self._KubernetesEmulator__get_objs(request, strict=False)  # type: ignore[attr-defined]
+                    stored = self._KubernetesEmulator__get_objs(request, strict=False)
                     snapshot = [{"type": "ADDED", "object": obj.raw} for obj in stored if not obj.deleted]
                 for event in snapshot:
                     yield event
@@ -300,8 +370,12 @@ class KubeEmulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _emulator_class(self) -> type[Any]:
+        """The kmock emulator served (benchmarks/kube_emulator.py swaps in kmock's own paths as its baseline)."""
+        return _make_emulator_class()
+
     async def _astart(self) -> None:
-        self._emulator = _make_emulator_class()()
+        self._emulator = self._emulator_class()()
         await self._emulator.__aenter__()
         await self._listen()
 

@@ -27,6 +27,7 @@ def app(kube: KubeEmulator) -> Iterator[Flask]:
     create_secret(kube, "db", {OURS + "generate": "password", OURS + "rotate-every": "720h"})
     create_secret(kube, "bad", {MITTWALD + "autogenerate": "password", MITTWALD + "type": "uuid"})
     create_secret(kube, "theirs", {MITTWALD + "autogenerate": "password"}, data={"password": b"hunter2"})
+    create_secret(kube, "a-copy", {OURS + "copy-of": "apps/db"}, data={"password": b"copied"})
     app = create_app(make_settings(), api_client=kube.api_client(), backoff=FAST)
     controller: Controller = app.extensions["homelab_secrets"]
     wait_for(lambda: "password" in values(kube, "db"))
@@ -50,6 +51,8 @@ def test_managed_secrets_are_listed_with_state_and_never_values(app: Flask, kube
     assert "hunter2" not in body
     assert client.get("/secrets", query_string={"state": "refused"}).get_json()[0]["name"] == "theirs"
     assert client.get("/secrets/apps/nope").status_code == 404
+    assert "a-copy" not in listed  # a copy (copy-of) is written into, not managed
+    assert client.post("/secrets/apps/a-copy/rotate").status_code == 404
 
 
 def test_a_rotation_can_be_asked_for(app: Flask, kube: KubeEmulator) -> None:

@@ -18,6 +18,7 @@ from homelab_common.k8s import Backoff, load_client
 from homelab_common.openapi import Api
 from homelab_common.settings import load_settings
 from homelab_common.web import Conflict, NotFound, Unavailable, install_observability
+from homelab_secrets import spec as ann
 from homelab_secrets.controller import Controller
 from homelab_secrets.core import View, describe, rfc3339
 from homelab_secrets.hooks import default_hooks
@@ -99,7 +100,7 @@ def make_api(controller: Controller) -> Api:
         found = []
         for record in controller.secrets.list():
             obs = record.observed
-            if obs.annotations:
+            if ann.is_annotated(obs.annotations):  # not the copies (copy-of): they are only written into
                 found.append(_out(obs.namespace, obs.name, obs.created, describe(obs), now))
         return sorted(found, key=lambda s: (s.namespace, s.name))
 
@@ -135,7 +136,7 @@ def make_api(controller: Controller) -> Api:
     )
     def rotate(namespace: str, name: str) -> tuple[RotationRequested, int]:
         record = controller.secrets.get(f"{namespace}/{name}")
-        if record is None or not record.observed.annotations:
+        if record is None or not ann.is_annotated(record.observed.annotations):
             raise NotFound(f"no annotated Secret {namespace}/{name}")
         view = describe(record.observed)
         if not view.rotatable:

@@ -4,7 +4,11 @@ There is no API server on the development machines, so Kubernetes-facing code is
 `kubernetes` client against kmock's ``KubernetesEmulator`` served on 127.0.0.1 from a background event loop.
 kmock 0.8 keeps no resourceVersions, has no PUT (replace), ignores ``timeoutSeconds`` and answers 404 when
 listing a resource it has no objects of; the subclass below adds exactly those, because leader election
-(optimistic concurrency), watch restarts and informers on empty resources depend on them.
+(optimistic concurrency), watch restarts and informers on empty resources depend on them. It also keeps every
+request's cost flat: kmock routes a request by replaying its whole request log and finds objects by scanning all of
+them; here routing looks at the request alone and objects are indexed by resource, namespace and name
+(benchmarks/kube_emulator.py). Label and field selectors are not evaluated (kmock's lists ignore them; so does
+this emulator, unchanged).
 
 Failures are injected on the server, so the code under test sees what it would see from a real cluster:
 HTTP error statuses, a 410 ERROR event inside a watch stream, slow replies, and refused connections.

@@ -15,6 +15,11 @@ Baseline, same run, same machine: the same emulator class with kmock's request r
 resource discovery put back (the code paths this change replaced), on a fresh emulator.
 
     uv run --frozen --no-sync python benchmarks/kube_emulator.py [--count 1000] [--sample 100]
+
+Measured on the shared 2-core development machine (load average 8-12 from other work), 1,000 Secrets: a create
+11.8 ms against 816.5 ms with kmock's paths (69x), a get 10.5 ms against 750.9 ms (71x), a merge patch 25.6 ms
+against 574.7 ms (22x), a list of all 1,000 216.9 ms against 437.2 ms (2x: the client's decoding dominates);
+creating all 1,000 took 10.9 s against 416.1 s (38x).
 """
 
 from __future__ import annotations

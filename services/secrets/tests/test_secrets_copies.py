@@ -69,17 +69,21 @@ def test_the_repository_credential_follows_a_rotation_through_the_gitea_hook(
 def test_a_copy_is_written_only_where_it_names_its_source(kube: KubeEmulator) -> None:
     notes = {OURS + "generate": "password", OURS + "copy-to": "other/taken,other/absent"}
     create_secret(kube, "source", notes)
+    partial = {OURS + "generate": "password", OURS + "copy-to": "other/plain", OURS + "copy-keys": "password,user"}
+    create_secret(kube, "partial", partial)
     create_secret(kube, "taken", {ann.COPY_OF: "apps/someone-else"}, data={"password": b"theirs"}, namespace="other")
-    create_secret(kube, "plain", {}, data={"password": b"theirs"}, namespace="other")
+    copy_of = {ann.COPY_OF: "apps/partial"}  # it agrees, but half a login is never copied
+    create_secret(kube, "plain", copy_of, data={"password": b"theirs"}, namespace="other")
     with running(kube) as controller:
         wait_for(lambda: "password" in values(kube, "source"))
-        wait_for(lambda: events(kube, "CopyRefused") and events(kube, "CopyMissing"))
+        wait_for(lambda: events(kube, "CopyRefused") and events(kube, "CopyMissing") and events(kube, "CopyKeyMissing"))
         settle(controller)
         settle(controller)
     assert values(kube, "taken", "other") == {"password": b"theirs"}
     assert values(kube, "plain", "other") == {"password": b"theirs"}
     assert "absent" not in str(kube.objects("v1/secrets", "other").keys())  # a copy is never created
-    assert len(events(kube, "CopyRefused")) == len(events(kube, "CopyMissing")) == 1  # once, not every pass
+    once = [len(events(kube, reason)) for reason in ("CopyRefused", "CopyMissing", "CopyKeyMissing")]
+    assert once == [1, 1, 1]  # once each, not on every pass
 
 
 def test_copy_annotations_are_read_exactly() -> None:

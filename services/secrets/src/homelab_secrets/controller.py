@@ -284,8 +284,8 @@ class Controller:
                 refused += decision.action == "refuse"
                 invalid += decision.action == "invalid"
                 pending += decision.action == "hook"
-                if decision.spec is not None and decision.spec.copy_to and decision.action in ("none", "write"):
-                    sources.append((obs, decision))
+                if decision.spec is not None and decision.spec.copy_to and decision.action == "none":
+                    sources.append((obs, decision))  # in step with its spec: its current values are final
                 if decision.next_check is not None:
                     due.append(decision.next_check)
                 if decision.next_rotation is not None:
@@ -396,10 +396,15 @@ class Controller:
         """
         spec = decision.spec
         assert spec is not None
-        if decision.action == "write" or any(not obs.data.get(k) for k in spec.copy_keys):
-            return []  # being filled or rotated: copy the values the next pass sees
-        failed: list[str] = []
         ref = ObjectRef("Secret", obs.name, obs.namespace, obs.uid)
+        absent = [k for k in spec.copy_keys if not obs.data.get(k)]
+        if absent:  # a key neither generated nor set by a person: copying part of a login would break it
+            message = f"copy-keys names {', '.join(absent)}, which this Secret does not hold: nothing is copied"
+            if self._once(f"{obs.key}>copy-keys", "CopyKeyMissing", message):
+                ERRORS.labels("copy").inc()
+                self.recorder.warning(ref, "CopyKeyMissing", message)
+            return []
+        failed: list[str] = []
         for target in spec.copy_to:
             record = self.secrets.get(target)
             if record is None or record.observed.annotations.get(ann.COPY_OF) != obs.key:

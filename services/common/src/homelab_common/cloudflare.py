@@ -113,7 +113,7 @@ class CloudflareApi:
                 return min(max(float(retry_after), 0.0), self.max_wait)
             except ValueError:
                 pass  # an HTTP date: fall back to our own backoff
-        return min(self.backoff * 2**attempt, self.max_wait)
+        return float(min(self.backoff * 2**attempt, self.max_wait))
 
     def paged(
         self, path: str, per_page: int, *, query: Mapping[str, str | int] | None = None, needs: str = ""

@@ -138,7 +138,7 @@ class FakeCloudflare:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="fake-cloudflare", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-cloudflare", daemon=True).start()
 
     def stop(self) -> None:
         if self._server is not None:

@@ -137,6 +137,10 @@ def test_missing_dns_edit_is_reported_at_the_first_write_and_in_status(cf: FakeC
     assert f"lacks {DNS_EDIT}" in result.error
     assert target.missing == (DNS_EDIT,)
     assert loop.state.consecutive_errors == 1  # the loop goes on: retried with backoff, never an exit
+    cf.add_token("read-only")  # the user edits the token: the next sync publishes, nothing restarted
+    assert loop.sync().ok
+    assert target.missing == ()
+    assert [r["content"] for r in cf.find(ZONE, f"web.{ZONE}", "CNAME")] == [TUNNEL_HOST]
 
 
 def test_app_reports_a_missing_permission_in_status_readyz_and_metrics(cf: FakeCloudflare) -> None:

@@ -119,6 +119,7 @@ class Cloudflare:
     def _error(self, exc: CloudflareError) -> ProviderError:
         if exc.permission:
             self._missing({*self.missing, exc.permission})
+            self._zone_id = ""  # check the token again at the next sync: it may have been fixed meanwhile
         return ProviderError(f"cloudflare (zone {self.zone}): {exc}")
 
     # -- records --------------------------------------------------------------------------------------------------

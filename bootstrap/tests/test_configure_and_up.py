@@ -76,7 +76,7 @@ def test_wizard_takes_detected_defaults_reasks_bad_answers_and_writes_a_valid_si
 def test_wizard_for_a_public_domain_asks_for_token_files_never_tokens(tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
     answers = ["lab.example.com", "", "", "", "", "", "", "", "", "node1", "52:54:00:00:00:01", "", "", "", ""]
-    answers += ["me@example.com", "/etc/homelab/cf-token", "/etc/homelab/tunnel-token", ""]
+    answers += ["me@example.com", "/etc/homelab/cf-token", "/etc/homelab/tunnel-token", "", ""]
     out = io.StringIO()
     assert configure.configure(_args("--site", str(site)), io.StringIO("\n".join(answers) + "\n"), out, FOUND) == 0
     loaded = load_site(site)

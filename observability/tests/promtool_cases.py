@@ -121,6 +121,14 @@ CASES: list[Case] = [
         {"namespace": "dns", "severity": "info"},
     ),
     *_pair(
+        "DnsCloudflareTokenPermission",
+        'homelab_dns_cloudflare_missing_permission{namespace="dns-public",permission="Zone:DNS:Edit"}',
+        "1x20",
+        "0x20",
+        "10m",
+        {"namespace": "dns-public", "permission": "Zone:DNS:Edit", "severity": "warning"},
+    ),
+    *_pair(
         "DnsNoLeader",
         'homelab_dns_is_leader{namespace="dns"}',
         "0x30",

@@ -24,7 +24,12 @@ EXAMPLE = REPO / "site.example.yaml"
 def public_site() -> Site:
     data = yaml.safe_load(EXAMPLE.read_text())
     data["domain"] = "lab.example.com"
-    data["exposure"] = {"cloudflare_tunnel": {"token": {"env": "CF_TUNNEL_TOKEN"}}}
+    routes = {
+        "account_id": "0123456789abcdef0123456789abcdef",
+        "tunnel_id": "6ff42ae2-765d-4adf-8112-31c55c1551ef",
+        "api_token": {"env": "CF_DNS_TOKEN"},
+    }
+    data["exposure"] = {"cloudflare_tunnel": {"token": {"env": "CF_TUNNEL_TOKEN"}, "routes": routes}}
     data["certificates"] = {"acme": {"email": "me@example.com", "token": {"file": "/etc/homelab/cf-api-token"}}}
     data["apps"] = {"woodpecker": False, "registry": False}
     return parse_site(data, "public variant")

@@ -226,10 +226,10 @@ def test_root_applicationsets_and_every_generated_application_are_valid(site_nam
         assert ignored == {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
     assert "argocd" in names, "Argo CD must manage itself"
     if site_name == "public":
-        assert "cloudflared" in names
+        assert {"cloudflared", "dns-public"} <= names
         assert "woodpecker" not in names
     else:
-        assert "cloudflared" not in names
+        assert not {"cloudflared", "dns-public"} & names
 
 
 def test_generated_values_files_are_written_once_and_rewritten_only_on_change(tmp_path: Path) -> None:
@@ -259,3 +259,15 @@ def test_traefik_and_dns_get_fixed_addresses_from_the_pool(trees: dict[str, Path
     small = site.model_copy(update={"k3s": site.k3s.model_copy(update={"lb_pool": "192.168.1.50-192.168.1.51"})})
     with pytest.raises(ValueError, match=r"k3s\.lb_pool: .* fewer than 3 addresses"):
         gitops.lb_addresses(small)
+
+
+def test_public_dns_app_gets_zone_account_and_tunnel_never_the_token() -> None:
+    site = _public_site()
+    values = gitops.app_values(gitops.App("apps", "dns-public"), site)
+    env = values["dns"]["controllers"]["main"]["containers"]["main"]["env"]
+    assert env == {
+        "HOMELAB_DNS_DOMAIN_FILTER": '["lab.example.com"]',
+        "HOMELAB_DNS_CLOUDFLARE_ACCOUNT_ID": "0123456789abcdef0123456789abcdef",
+        "HOMELAB_DNS_CLOUDFLARE_TUNNEL_ID": "6ff42ae2-765d-4adf-8112-31c55c1551ef",
+    }
+    assert "CF_DNS_TOKEN" not in yaml.safe_dump(values)

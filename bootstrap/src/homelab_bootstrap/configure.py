@@ -6,9 +6,13 @@ Refuses to overwrite an existing site file unless the user says yes (interactive
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import copy
 import ipaddress
+import json
 import os
+import re
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +22,8 @@ from typing import Any, TextIO
 
 import yaml
 
-from homelab_common.site import PRIVATE_SUFFIXES, Apps, SiteError, normalise_mac, parse_site
+from homelab_common.cloudflare import DEFAULT_API_URL, CloudflareApi, CloudflareError, check_token
+from homelab_common.site import PRIVATE_SUFFIXES, Apps, SecretRef, SiteError, normalise_mac, parse_site
 
 DEFAULT_ACME_TOKEN = "~/.config/homelab/cloudflare-api-token"  # noqa: S105 - where the token is, not a token
 
@@ -211,7 +216,94 @@ def _setter(*keys: str | int, listed: bool = False, check: Callable[[str], Any] 
     return place
 
 
-def wizard(inp: TextIO, out: TextIO, found: Detected) -> dict[str, Any]:
+_ACCOUNT_ID = re.compile(r"^[0-9a-f]{32}$")
+_TUNNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+ROUTES_TOKEN_FIELD = "exposure.cloudflare_tunnel.routes.api_token"  # noqa: S105 - a field's name
+
+
+def tunnel_ids(token_file: str) -> tuple[str, str] | None:
+    """(account id, tunnel id) from a tunnel token file (the token is base64 JSON ``{"a", "t", "s"}``), or None."""
+    try:
+        raw = Path(token_file).expanduser().read_text(encoding="utf-8").strip()
+        data = json.loads(base64.b64decode(raw + "=" * (-len(raw) % 4)))
+        account, tunnel = str(data["a"]), str(data["t"])
+    except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    return (account, tunnel) if _ACCOUNT_ID.match(account) and _TUNNEL_ID.match(tunnel) else None
+
+
+def check_routes_token(routes: dict[str, Any], api_url: str, environ: dict[str, str] | None = None) -> str:
+    """ "" when the API token in ``routes`` may publish (Zone:DNS:Edit on the zone, Cloudflare Tunnel:Edit on the
+    tunnel: proven by writing, see check_token), else what is wrong, naming the missing permissions."""
+    try:
+        token = SecretRef.model_validate(routes["api_token"]).read(environ)
+    except LookupError as exc:
+        return f"{exc}: put the API token there first"
+    api = CloudflareApi(token, api_url, retries=2, max_wait=10)
+    try:
+        found = check_token(
+            api, routes["domain"], account_id=routes["account_id"], tunnel_id=routes["tunnel_id"], write_probe=True
+        )
+    except CloudflareError as exc:
+        return f"the API token could not be checked: {exc}"
+    if found.missing:
+        return (
+            f"the API token lacks {', '.join(found.missing)}: edit it in Cloudflare's dashboard "
+            "(My Profile > API Tokens) and try again"
+        )
+    return ""
+
+
+def _check_id(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(answer: str) -> str:
+        if not pattern.match(answer.strip().lower()):
+            raise ValueError(f"not a Cloudflare {what}")
+        return answer.strip().lower()
+
+    return check
+
+
+def _check_public(answer: str) -> str:
+    if _is_private(answer):
+        raise ValueError("a private domain: Cloudflare cannot hold its zone")
+    return answer.strip().lower()
+
+
+def _ask_routes(w: _Wizard, domain: str, tunnel_file: str, api_url: str) -> dict[str, Any] | None:
+    """The tunnel-routes block, with its token checked against Cloudflare's API; None when the user declines."""
+    token_file = w.optional(
+        "File holding a Cloudflare API token to publish Ingresses marked homelab.dev/public "
+        "(Zone:DNS:Edit, Cloudflare Tunnel:Edit; none: add each public hostname in the dashboard)"
+    )
+    if not token_file:
+        return None
+    account, tunnel = tunnel_ids(tunnel_file) or (None, None)
+    routes: dict[str, Any] = {
+        "domain": w.ask("  Public domain (the Cloudflare zone)", domain, _check_public),
+        "account_id": w.ask("  Cloudflare account id", account, _check_id(_ACCOUNT_ID, "account id (32 hex digits)")),
+        "tunnel_id": w.ask("  Tunnel id", tunnel, _check_id(_TUNNEL_ID, "tunnel id (a UUID)")),
+        "api_token": {"file": token_file},
+    }
+
+    def token_check(answer: str) -> str:
+        problem = check_routes_token({**routes, "api_token": {"file": answer}}, api_url)
+        if problem:
+            raise ValueError(problem)
+        return answer
+
+    w.say("  checking the token against Cloudflare's API (a TXT record is created and deleted)...")
+    try:
+        token_check(token_file)
+    except ValueError as exc:
+        w.say(f"  {exc}")
+        token_file = w.optional("  File holding a corrected API token (none: do not publish)", token_check)
+        if not token_file:
+            return None
+    w.say("  the token can publish: DNS records and tunnel routes")
+    return {**routes, "api_token": {"file": token_file}}
+
+
+def wizard(inp: TextIO, out: TextIO, found: Detected, api_url: str = DEFAULT_API_URL) -> dict[str, Any]:
     w = _Wizard(inp, out)
     data = w.data
     w.say("homelab site configuration: press Enter to take the [default]; each answer is checked as you give it.")
@@ -320,6 +412,9 @@ def wizard(inp: TextIO, out: TextIO, found: Detected) -> dict[str, Any]:
         if tunnel:
             _mention_missing(w, tunnel)
             data["exposure"] = {"cloudflare_tunnel": {"token": {"file": tunnel}}}
+            routes = _ask_routes(w, data["domain"], tunnel, api_url)
+            if routes is not None:
+                data["exposure"]["cloudflare_tunnel"]["routes"] = routes
 
     def apps_check(answer: str) -> str:
         try:
@@ -437,6 +532,21 @@ def from_flags(args: argparse.Namespace, found: Detected, say: Callable[[str], N
     tunnel = _secret_ref(args.tunnel_token_file, args.tunnel_token_env)
     if tunnel:
         data["exposure"] = {"cloudflare_tunnel": {"token": tunnel}}
+        routes_token = _secret_ref(args.routes_token_file, args.routes_token_env)
+        if routes_token:
+            ids = tunnel_ids(args.tunnel_token_file) if args.tunnel_token_file else None
+            routes = {
+                "domain": args.public_domain or args.domain,
+                "account_id": args.tunnel_account_id or (ids[0] if ids else ""),
+                "tunnel_id": args.tunnel_id or (ids[1] if ids else ""),
+                "api_token": routes_token,
+            }
+            parse_site({**data, "exposure": {"cloudflare_tunnel": {"token": tunnel, "routes": routes}}}, "flags")
+            problem = check_routes_token(routes, args.cloudflare_api_url, dict(os.environ))
+            if problem:
+                raise SiteError("flags", [(ROUTES_TOKEN_FIELD, problem)])
+            say("configure: the Cloudflare API token can publish DNS records and tunnel routes")
+            data["exposure"]["cloudflare_tunnel"]["routes"] = routes
     if args.without:
         data["apps"] = _apps_off(args.without)
     return data
@@ -465,6 +575,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--acme-token-env", help="environment variable holding the Cloudflare API token")
     parser.add_argument("--tunnel-token-file", help="file holding a Cloudflare Tunnel token")
     parser.add_argument("--tunnel-token-env", help="environment variable holding a Cloudflare Tunnel token")
+    parser.add_argument(
+        "--routes-token-file", help="file holding a Cloudflare API token to publish Ingresses marked public"
+    )
+    parser.add_argument("--routes-token-env", help="environment variable holding that API token")
+    parser.add_argument("--public-domain", help="the Cloudflare zone for public names (default: --domain)")
+    parser.add_argument("--tunnel-account-id", help="the tunnel's account id (default: from the tunnel token)")
+    parser.add_argument("--tunnel-id", help="the tunnel's id (default: from the tunnel token)")
+    parser.add_argument(
+        "--cloudflare-api-url",
+        default=os.environ.get("HOMELAB_CLOUDFLARE_API_URL", DEFAULT_API_URL),
+        help="Cloudflare's API (default: $HOMELAB_CLOUDFLARE_API_URL or the public one)",
+    )
     parser.add_argument("--without", action="append", default=[], help="an optional app to leave off (repeat)")
 
 
@@ -484,7 +606,8 @@ def configure(
             out.write("configure: left the existing site file unchanged\n")
             return 1
     try:
-        data = wizard(inp, out, found) if interactive else from_flags(args, found, partial(_write_line, out))
+        api_url = getattr(args, "cloudflare_api_url", DEFAULT_API_URL)
+        data = wizard(inp, out, found, api_url) if interactive else from_flags(args, found, partial(_write_line, out))
         parse_site(data, str(path))
     except SiteError as exc:
         out.write(f"configure: {exc}\n")

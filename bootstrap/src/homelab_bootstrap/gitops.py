@@ -62,6 +62,8 @@ def enabled(app: App, site: Site) -> bool:
         "dns": site.apps.dns,
         "backup": site.backup.enabled,
         "cloudflared": site.exposure.cloudflare_tunnel is not None,
+        "dns-public": site.exposure.cloudflare_tunnel is not None
+        and site.exposure.cloudflare_tunnel.routes is not None,
         # provisioning needs machines to provision (a bring-your-own cluster may list none)
         "pxe": bool(site.machines),
         "autoinstall": bool(site.machines),
@@ -213,6 +215,17 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
         values["traefik"] = {"service": service}
     elif app.name == "dns" and (service := _lb_annotations(site, "dns")):
         values["dns"] = {"service": {"dns": service}}
+    elif (
+        app.name == "dns-public"
+        and site.exposure.cloudflare_tunnel
+        and (routes := site.exposure.cloudflare_tunnel.routes)
+    ):
+        env = {
+            "HOMELAB_DNS_DOMAIN_FILTER": json.dumps([routes.domain or site.domain]),
+            "HOMELAB_DNS_CLOUDFLARE_ACCOUNT_ID": routes.account_id,
+            "HOMELAB_DNS_CLOUDFLARE_TUNNEL_ID": routes.tunnel_id,
+        }
+        values["dns"] = {"controllers": {"main": {"containers": {"main": {"env": env}}}}}
     elif app.name == "pxe":
         env = {
             "HOMELAB_PXE_LAN": str(site.lan.subnet),

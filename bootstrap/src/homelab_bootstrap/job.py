@@ -138,6 +138,7 @@ def step_namespaces(ctx: Context) -> list[str]:
         "registry",
         "woodpecker",
         "cloudflared",
+        "dns-public",  # the Cloudflare API token's Secret lives there
         "backup",
         "homepage",  # the ntfy Secret (alert delivery) lives there
     ]
@@ -163,6 +164,9 @@ def step_secrets(ctx: Context) -> list[str]:
         refs.append(("cert-manager", "cloudflare-api-token", "api-token", ctx.site.certificates.acme.token))
     if ctx.site.exposure.cloudflare_tunnel is not None:
         refs.append(("cloudflared", "cloudflared-token", "token", ctx.site.exposure.cloudflare_tunnel.token))
+        if ctx.site.exposure.cloudflare_tunnel.routes is not None:
+            token = ctx.site.exposure.cloudflare_tunnel.routes.api_token
+            refs.append(("dns-public", "dns-cloudflare-api-token", "token", token))
     changes += _ntfy_secret(ctx)
     for namespace, name, key, ref in refs:
         try:

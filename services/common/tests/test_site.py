@@ -159,3 +159,36 @@ def test_exposure_certificates_and_apps_mistakes_are_named(change: dict[str, Any
     problems = problems_of(data)
     assert field in problems, problems
     assert message in problems[field]
+
+
+ROUTES = {
+    "account_id": "0123456789abcdef0123456789abcdef",
+    "tunnel_id": "6ff42ae2-765d-4adf-8112-31c55c1551ef",
+    "api_token": {"file": "/etc/homelab/cloudflare-dns-token"},
+}
+
+
+@pytest.mark.parametrize(
+    ("routes", "field", "message"),
+    [
+        ({**ROUTES, "account_id": "acct"}, "exposure.cloudflare_tunnel.routes.account_id", "pattern"),
+        ({**ROUTES, "tunnel_id": "tunnel-1"}, "exposure.cloudflare_tunnel.routes.tunnel_id", "pattern"),
+        ({**ROUTES, "api_token": {"value": "x"}}, "exposure.cloudflare_tunnel.routes.api_token", "never put"),
+        ({**ROUTES, "domain": "apps.home.arpa"}, "exposure.cloudflare_tunnel.routes.domain", "private domain"),
+    ],
+)
+def test_tunnel_routes_mistakes_are_named(routes: dict[str, Any], field: str, message: str) -> None:
+    data = copy.deepcopy(PUBLIC)
+    data["exposure"]["cloudflare_tunnel"]["routes"] = routes
+    problems = problems_of(data)
+    assert field in problems, problems
+    assert message in problems[field]
+
+
+def test_tunnel_routes_reference_their_token_never_hold_it() -> None:
+    data = copy.deepcopy(PUBLIC)
+    data["exposure"]["cloudflare_tunnel"]["routes"] = {**ROUTES, "domain": "public.example.net"}
+    routes = parse_site(data).exposure.cloudflare_tunnel.routes  # type: ignore[union-attr]
+    assert routes is not None
+    assert routes.domain == "public.example.net"
+    assert str(routes.api_token.file) == "/etc/homelab/cloudflare-dns-token"

@@ -67,8 +67,8 @@ def test_records_show_desired_actual_owner_and_source(app: Flask) -> None:
     assert router["state"] == "synced"
     assert router["owner"] == "homelab"
     assert router["source"] == f"static/router.{ZONE}"
-    assert router["desired"] == router["actual"] == {"targets": ["192.168.1.1"], "ttl": 300}
-    assert records[(f"nas.{ZONE}", "AAAA")]["desired"] == {"targets": ["fd00::5"], "ttl": 60}
+    assert router["desired"] == router["actual"] == {"targets": ["192.168.1.1"], "ttl": 300, "proxied": None}
+    assert records[(f"nas.{ZONE}", "AAAA")]["desired"] == {"targets": ["fd00::5"], "ttl": 60, "proxied": None}
     only = client.get("/records", query_string={"state": "synced", "name": f"NAS.{ZONE}."}).get_json()
     assert {r["type"] for r in only} == {"A", "AAAA"}
 

@@ -70,3 +70,18 @@ def test_alerts_on_stale_sync_and_persistent_errors(docs: list[Document]) -> Non
 def test_rfc2136_fixture_drops_the_dns_service() -> None:
     docs = render_chart(CHART, [Path(CHART / "ci" / "rfc2136-values.yaml")])
     assert [d.body["spec"]["type"] for d in find(docs, "Service")] == ["ClusterIP"]
+
+
+def test_cloudflare_fixture_is_a_valid_configuration_without_dns_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = render_chart(CHART, [Path(CHART / "ci" / "cloudflare-values.yaml")])
+    assert [d.body["spec"]["type"] for d in find(docs, "Service")] == ["ClusterIP"]
+    container = find(docs, "Deployment")[0].body["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HOMELAB_DNS_CLOUDFLARE_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "dns-cloudflare-api-token"
+    for name, item in env.items():
+        if "value" in item:
+            monkeypatch.setenv(name, item["value"])
+    monkeypatch.setenv("HOMELAB_DNS_CLOUDFLARE_API_TOKEN", "from-the-secret")
+    settings = load_settings(Settings)
+    assert (settings.provider, settings.effective_cloudflare_zone) == ("cloudflare", "example.com")
+    assert settings.cloudflare_tunnel_service == "http://traefik.kube-system.svc.cluster.local:80"

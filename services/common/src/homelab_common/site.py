@@ -197,10 +197,24 @@ class SecretRef(_Strict):
         return value
 
 
+class TunnelRoutes(_Strict):
+    """Publish Ingresses annotated ``homelab.dev/public: "true"``: a route on the (remotely-managed) tunnel and a
+    proxied CNAME to it, written by the dns service through Cloudflare's API; nothing to click in the dashboard."""
+
+    #: The Cloudflare zone the public names are in (default: the site's domain)
+    domain: Domain | None = None
+    account_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    tunnel_id: Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    #: A scoped API token: Zone:Zone:Read + Zone:DNS:Edit on the zone, Account:Cloudflare Tunnel:Edit
+    api_token: SecretRef
+
+
 class CloudflareTunnel(_Strict):
     """Expose the apps through a Cloudflare Tunnel (cloudflared in the cluster; no port opened on the router)."""
 
     token: SecretRef
+    #: Without it, public hostnames are routed by hand in Cloudflare's dashboard
+    routes: TunnelRoutes | None = None
 
 
 class Exposure(_Strict):
@@ -460,6 +474,11 @@ def site_problems(site: Site) -> list[tuple[str, str]]:
             problems.append(
                 ("exposure.cloudflare_tunnel", f"{site.domain} is a private domain: a tunnel needs a Cloudflare zone")
             )
+    tunnel = site.exposure.cloudflare_tunnel
+    if tunnel is not None and tunnel.routes is not None and tunnel.routes.domain is not None:
+        public = tunnel.routes.domain
+        if any(public == s or public.endswith("." + s) for s in PRIVATE_SUFFIXES):
+            problems.append(("exposure.cloudflare_tunnel.routes.domain", f"{public} is a private domain"))
     return problems
 
 

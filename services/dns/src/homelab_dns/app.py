@@ -9,20 +9,32 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import kubernetes.client
 from flask import Flask
 from pydantic import BaseModel, ConfigDict
 
+from homelab_common.cloudflare import CloudflareApi
 from homelab_common.k8s import Backoff, load_client
 from homelab_common.openapi import Api
 from homelab_common.settings import load_settings
 from homelab_common.web import Unavailable, install_observability
 from homelab_dns.controller import Controller, Source, StaticSource
-from homelab_dns.core import Endpoint, Problem, Record, RecordState, StaticRecord, static_endpoints
-from homelab_dns.kube import KubeWiring
+from homelab_dns.core import (
+    Desired,
+    Endpoint,
+    Problem,
+    Record,
+    RecordState,
+    StaticRecord,
+    cloudflare_endpoints,
+    static_endpoints,
+)
+from homelab_dns.kube import KubeWiring, Select, every_host
 from homelab_dns.providers import Provider
+from homelab_dns.providers.cloudflare import Cloudflare
 from homelab_dns.providers.embedded import DnsServer, Zone, zone_config
 from homelab_dns.providers.rfc2136 import Rfc2136
 from homelab_dns.settings import Settings
@@ -33,6 +45,8 @@ log = logging.getLogger(__name__)
 class RecordData(BaseModel):
     targets: list[str]
     ttl: int
+    #: Cloudflare's proxy (A, AAAA, CNAME there); null elsewhere
+    proxied: bool | None = None
 
 
 class RecordOut(BaseModel):
@@ -69,6 +83,8 @@ class StatusOut(BaseModel):
     syncs: int
     records: dict[str, int]
     invalid: list[ProblemOut]
+    #: Cloudflare: the permissions the API token lacks (empty when it has them all)
+    missing_permissions: list[str] = []
 
 
 class RecordsQuery(BaseModel):
@@ -88,7 +104,9 @@ class SyncOut(BaseModel):
 
 
 def _data(record: Record | None) -> RecordData | None:
-    return RecordData(targets=list(record.targets), ttl=record.ttl) if record is not None else None
+    if record is None:
+        return None
+    return RecordData(targets=list(record.targets), ttl=record.ttl, proxied=record.proxied)
 
 
 @dataclass
@@ -115,6 +133,24 @@ class Runtime:
 
 
 def build_provider(settings: Settings) -> tuple[Provider, DnsServer | None]:
+    if settings.provider == "cloudflare":
+        token = settings.cloudflare_api_token.get_secret_value().strip() if settings.cloudflare_api_token else ""
+        api = CloudflareApi(
+            token,
+            settings.cloudflare_api_url,
+            timeout=settings.cloudflare_timeout,
+            retries=settings.cloudflare_retries,
+            max_wait=settings.backoff_max_seconds,
+        )
+        cloudflare = Cloudflare(
+            api,
+            settings.effective_cloudflare_zone,
+            per_page=settings.cloudflare_per_page,
+            account_id=settings.cloudflare_account_id,
+            tunnel_id=settings.cloudflare_tunnel_id,
+            service=settings.cloudflare_tunnel_service,
+        )
+        return cloudflare, None
     if settings.provider == "rfc2136":
         secret = settings.tsig_secret.get_secret_value() if settings.tsig_secret else ""
         provider = Rfc2136(
@@ -151,7 +187,18 @@ def build_runtime(
 ) -> Runtime:
     """Provider, embedded server, sources and the loop; with ``settings.kubernetes``, watches and the Lease."""
     provider, server = build_provider(settings)
-    sources: list[Source] = [static_source(settings)]
+    # Cloudflare gets only what is marked public; static records are the LAN's (the router, the NAS)
+    sources: list[Source] = [] if isinstance(provider, Cloudflare) else [static_source(settings)]
+    select: Select = every_host
+    after_apply = None
+    if isinstance(provider, Cloudflare):
+        tunnel_host = provider.tunnel_host
+
+        def select(obj: Any, kind: str, ttl: int) -> tuple[list[Endpoint], list[Problem]]:
+            return cloudflare_endpoints(obj, kind, ttl, tunnel_host)
+
+        if tunnel_host:
+            after_apply = partial(_publish_routes, provider)
     kube: KubeWiring | None = None
     if settings.kubernetes:
         kube = KubeWiring(
@@ -163,6 +210,7 @@ def build_runtime(
             identity=settings.identity,
             resync=settings.resync_seconds,
             backoff=kube_backoff,
+            select=select,
         )
         sources.append(kube.source)
     controller = Controller(
@@ -178,12 +226,26 @@ def build_runtime(
         debounce=settings.debounce_seconds,
         resync=settings.resync_seconds,
         backoff_max=settings.backoff_max_seconds,
+        after_apply=after_apply,
     )
     runtime = Runtime(settings, provider, controller, server)
     if kube is not None:
         kube.connect(controller)
         runtime.kube = kube
     return runtime
+
+
+def _publish_routes(provider: Cloudflare, desired: Desired) -> None:
+    """The tunnel routes every public hostname whose wanted record is the CNAME to the tunnel."""
+    hosts = [ep.record.name for ep in desired.records.values() if ep.record.targets == (provider.tunnel_host,)]
+    if provider.publish_routes(hosts):
+        log.info("tunnel routes updated", extra={"tunnel": provider.tunnel_id, "hostnames": sorted(hosts)})
+
+
+def token_ready(provider: Provider) -> str | None:
+    """Readiness of a Cloudflare replica: not ready while the token lacks a permission (named)."""
+    missing = getattr(provider, "missing", ())
+    return f"the Cloudflare API token lacks {', '.join(missing)}" if missing else None
 
 
 def make_api(runtime: Runtime) -> Api:
@@ -234,6 +296,7 @@ def make_api(runtime: Runtime) -> Api:
             syncs=state.syncs,
             records=state.plan.states(),
             invalid=[ProblemOut(source=p.resource, name=p.name, reason=p.reason) for p in state.desired.problems],
+            missing_permissions=list(getattr(runtime.provider, "missing", ())),
         )
 
     @api.post(
@@ -262,5 +325,8 @@ def create_app(settings: Settings | None = None, **runtime_options: Any) -> Flas
     make_api(runtime).install(app)
     health = install_observability(app, "dns")
     health.add("sync", runtime.controller.ready)
+    if isinstance(runtime.provider, Cloudflare):
+        # a Cloudflare replica serves no DNS, so an unready one takes nothing away from the LAN
+        health.add("cloudflare-token", partial(token_ready, runtime.provider))
     runtime.start()
     return app

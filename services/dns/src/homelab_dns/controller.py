@@ -101,8 +101,11 @@ class Controller:
         debounce: float = 0.1,
         resync: float = 60.0,
         backoff_max: float = 300.0,
+        after_apply: Callable[[Desired], object] | None = None,
     ) -> None:
         self.provider = provider
+        #: Run after each sync that may write (the tunnel routes, from the same desired records)
+        self.after_apply = after_apply
         self.sources = list(sources)
         self.owner = owner
         self.policy = policy
@@ -201,6 +204,8 @@ class Controller:
             CHANGES.labels("update").inc(result.updated)
             CHANGES.labels("delete").inc(result.deleted)
             plan = make_plan(desired.records, applied(current, plan), self.owner, self.policy, prefix=self.txt_prefix)
+        if (leader or not self.provider.shared) and self.after_apply is not None:
+            self.after_apply(desired)
         blocked = {(v.name, v.type, v.reason) for v in plan.views if v.state == "blocked"}
         for name, rtype, reason in sorted(blocked - self._blocked):
             log.warning("record not ours, skipped", extra={"record": f"{name} {rtype}", "reason": reason})

@@ -18,6 +18,13 @@ ANNOTATION_PREFIXES = ("external-dns.kubernetes.io/", "external-dns.alpha.kubern
 MANAGED_TYPES = ("A", "AAAA", "CNAME", "TXT")
 MAX_TTL = 2**31 - 1
 HERITAGE = "heritage=external-dns"
+#: Our annotation for "publish this Ingress on the Internet" (Cloudflare only ever gets what carries it).
+PUBLIC_ANNOTATION = "homelab.dev/public"
+#: A Cloudflare Tunnel's public name; a CNAME to it routes through the tunnel.
+TUNNEL_DOMAIN = "cfargotunnel.com"
+#: Cloudflare's "automatic" TTL, the only one a proxied record has.
+AUTO_TTL = 1
+PROXIABLE = ("A", "AAAA", "CNAME")
 
 Policy = Literal["sync", "upsert-only", "create-only"]
 RecordState = Literal["synced", "create", "update", "delete", "retained", "drift", "blocked", "foreign"]
@@ -35,12 +42,16 @@ class InvalidRecord(ValueError):
 
 @dataclass(frozen=True, order=True)
 class Record:
-    """An RRset: lowercase name without the trailing dot, type, sorted targets, TTL in seconds."""
+    """An RRset: lowercase name without the trailing dot, type, sorted targets, TTL in seconds.
+
+    ``proxied`` is Cloudflare's orange cloud (A, AAAA, CNAME there); None for every other provider and type.
+    """
 
     name: str
     type: str
     targets: tuple[str, ...]
     ttl: int
+    proxied: bool | None = None
 
     @property
     def key(self) -> Key:
@@ -192,6 +203,69 @@ def service_endpoints(obj: Mapping[str, Any], default_ttl: int) -> tuple[list[En
     return _resource_endpoints(obj, "service", _split(annotation(obj, "hostname")), default_ttl)
 
 
+def is_public(obj: Mapping[str, Any], tunnel_host: str = "") -> bool:
+    """Marked ``homelab.dev/public: "true"``, or external-dns's ``target`` annotation is our tunnel."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if str(annotations.get(PUBLIC_ANNOTATION, "")).strip().lower() == "true":
+        return True
+    return bool(tunnel_host) and tunnel_host in [t.lower().rstrip(".") for t in _split(annotation(obj, "target"))]
+
+
+def _proxied(obj: Mapping[str, Any], default: bool) -> bool:
+    raw = annotation(obj, "cloudflare-proxied")
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise InvalidRecord(f"cloudflare-proxied {raw!r} is neither true nor false")
+    return value == "true"
+
+
+def cloudflare_endpoints(
+    obj: Mapping[str, Any], kind: str, default_ttl: int, tunnel_host: str = ""
+) -> tuple[list[Endpoint], list[Problem]]:
+    """What Cloudflare gets from one Ingress or Service: nothing unless it is marked public.
+
+    With a tunnel, each host of a public Ingress becomes a proxied CNAME to ``<tunnel id>.cfargotunnel.com``
+    (only proxied does a tunnel CNAME work, so ``cloudflare-proxied`` is not read); Services are not routed
+    through the tunnel. Without one, the usual targets, proxied as ``cloudflare-proxied`` says (default off, as
+    in external-dns). A proxied record's TTL is Cloudflare's automatic one (1).
+    """
+    if not is_public(obj, tunnel_host):
+        return [], []
+    resource = _resource(obj, kind)
+    if tunnel_host:
+        if kind != "ingress":
+            return [], []
+        rules = (obj.get("spec") or {}).get("rules") or []
+        names: set[str] = set()
+        problems: list[Problem] = []
+        for raw in [str(r["host"]) for r in rules if r.get("host")] + _split(annotation(obj, "hostname")):
+            try:
+                names.add(normalise_name(raw))
+            except InvalidRecord as exc:
+                problems.append(Problem(resource, raw, str(exc)))
+        records = [Record(n, "CNAME", (tunnel_host,), AUTO_TTL, True) for n in sorted(names)]
+        return [Endpoint(r, resource) for r in records], problems
+    found, problems = (ingress_endpoints if kind == "ingress" else service_endpoints)(obj, default_ttl)
+    try:
+        proxied = _proxied(obj, False)
+    except InvalidRecord as exc:
+        return [], [*problems, Problem(resource, "", str(exc))]
+    out = []
+    for ep in found:
+        rec = ep.record
+        if rec.type in PROXIABLE:
+            rec = Record(rec.name, rec.type, rec.targets, AUTO_TTL if proxied else rec.ttl, proxied)
+        out.append(Endpoint(rec, ep.resource))
+    return out, problems
+
+
+def _resource(obj: Mapping[str, Any], kind: str) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{kind}/{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
 @dataclass(frozen=True)
 class StaticRecord:
     """A record from configuration (the router, the NAS): ``type`` is inferred from targets unless given."""
@@ -288,6 +362,12 @@ def registry_name(name: str, rtype: str, prefix: str = "") -> str:
     first, _, rest = name.partition(".")
     label = f"{prefix}{rtype.lower()}-{first}"
     return f"{label}.{rest}" if rest else label
+
+
+def quote_txt(value: str) -> str:
+    """A TXT value as RFC 1035 character strings: quoted, 255 bytes each, ``"`` and ``\\`` escaped."""
+    chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
+    return " ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks)
 
 
 def registry_value(owner: str, resource: str) -> str:

@@ -7,7 +7,7 @@ EventRecorder. Only the leader writes Events, so two replicas do not report ever
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes.client
@@ -15,6 +15,15 @@ import kubernetes.client
 from homelab_common.k8s import Backoff, EventRecorder, Informer, LeaderElector, ObjectRef
 from homelab_dns.controller import Controller
 from homelab_dns.core import Endpoint, Problem, ingress_endpoints, service_endpoints
+
+#: What one object asks for: (object, kind "ingress"/"service", default TTL) -> endpoints and problems.
+Select = Callable[[Mapping[str, Any], str, int], tuple[list[Endpoint], list[Problem]]]
+
+
+def every_host(obj: Mapping[str, Any], kind: str, default_ttl: int) -> tuple[list[Endpoint], list[Problem]]:
+    """The LAN's view: every Ingress host and every annotated LoadBalancer Service."""
+    return (ingress_endpoints if kind == "ingress" else service_endpoints)(obj, default_ttl)
+
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +36,11 @@ KINDS = {
 class KubeSource:
     """Ingresses and LoadBalancer Services from the informers' caches, read fresh at every sync."""
 
-    def __init__(self, ingresses: Informer, services: Informer, default_ttl: int) -> None:
+    def __init__(self, ingresses: Informer, services: Informer, default_ttl: int, select: Select = every_host) -> None:
         self.ingresses = ingresses
         self.services = services
         self.default_ttl = default_ttl
+        self.select = select
         self._sanitize: Callable[[Any], Any] = kubernetes.client.ApiClient().sanitize_for_serialization
 
     def _objects(self, informer: Informer) -> list[dict[str, Any]]:
@@ -39,14 +49,11 @@ class KubeSource:
     def endpoints(self) -> tuple[list[Endpoint], list[Problem]]:
         endpoints: list[Endpoint] = []
         problems: list[Problem] = []
-        for obj in self._objects(self.ingresses):
-            found, bad = ingress_endpoints(obj, self.default_ttl)
-            endpoints += found
-            problems += bad
-        for obj in self._objects(self.services):
-            found, bad = service_endpoints(obj, self.default_ttl)
-            endpoints += found
-            problems += bad
+        for kind, informer in (("ingress", self.ingresses), ("service", self.services)):
+            for obj in self._objects(informer):
+                found, bad = self.select(obj, kind, self.default_ttl)
+                endpoints += found
+                problems += bad
         return endpoints, problems
 
     def ready(self) -> str | None:
@@ -81,6 +88,7 @@ class KubeWiring:
         identity: str,
         resync: float,
         backoff: Backoff | None = None,
+        select: Select = every_host,
     ) -> None:
         self.api_client = api_client
         networking = kubernetes.client.NetworkingV1Api(api_client)
@@ -94,7 +102,7 @@ class KubeWiring:
         else:
             self.ingresses = Informer(networking.list_ingress_for_all_namespaces, name="ingresses", **options)
             self.services = Informer(core.list_service_for_all_namespaces, name="services", **options)
-        self.source = KubeSource(self.ingresses, self.services, default_ttl)
+        self.source = KubeSource(self.ingresses, self.services, default_ttl, select)
         self.recorder = EventRecorder(api_client, component="homelab-dns", namespace=lease_namespace)
         self.lease = (lease_namespace, lease_name, identity)
         self.elector: LeaderElector | None = None

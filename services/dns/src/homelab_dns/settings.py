@@ -15,6 +15,8 @@ from pydantic_settings import SettingsConfigDict
 from homelab_common.settings import ServiceSettings
 from homelab_dns.core import MAX_TTL, InvalidRecord, normalise_name
 
+_TUNNEL_ID = r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$"
+
 
 class StaticRecordSetting(BaseModel):
     """A record from configuration: ``{"name": "nas.home.example.com", "targets": ["192.168.1.5"]}``."""
@@ -39,7 +41,7 @@ class Settings(ServiceSettings):
     domain_filter: list[str] = Field(min_length=1)
     #: external-dns's --txt-prefix, when migrating from an installation that used one (e.g. ``k8s.``).
     txt_prefix: str = Field(default="", pattern=r"^[a-z0-9_.-]{0,40}$")
-    provider: Literal["embedded", "rfc2136"] = "embedded"
+    provider: Literal["embedded", "rfc2136", "cloudflare"] = "embedded"
     default_ttl: int = Field(default=300, ge=1, le=MAX_TTL)
     static_records: list[StaticRecordSetting] = Field(default_factory=list)
 
@@ -59,6 +61,25 @@ class Settings(ServiceSettings):
     tsig_secret: SecretStr | None = None
     tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
     rfc2136_timeout: float = Field(default=5.0, gt=0, le=120)
+
+    # Cloudflare: only Ingresses marked public (homelab.dev/public) are published there
+    #: The v4 API's base URL (tests point it at a fake)
+    cloudflare_api_url: str = Field(default="https://api.cloudflare.com/client/v4", pattern=r"^https?://\S+$")
+    #: A scoped API token (Zone:Zone:Read, Zone:DNS:Edit on the zone; Account:Cloudflare Tunnel:Edit with a tunnel)
+    cloudflare_api_token: SecretStr | None = None
+    #: The zone written (default: the first domain-filter entry)
+    cloudflare_zone: str = ""
+    cloudflare_account_id: str = Field(default="", pattern=r"^[0-9a-f]{0,32}$")
+    #: A remotely-managed tunnel: public Ingresses become its routes and proxied CNAMEs to it
+    cloudflare_tunnel_id: str = Field(default="", pattern=_TUNNEL_ID)
+    #: Where the tunnel sends public hostnames: the Traefik Service (k3s's packaged Traefik)
+    cloudflare_tunnel_service: str = Field(
+        default="http://traefik.kube-system.svc.cluster.local:80", pattern=r"^https?://\S+$"
+    )
+    cloudflare_per_page: int = Field(default=500, ge=5, le=5000)
+    cloudflare_timeout: float = Field(default=10.0, gt=0, le=120)
+    #: 429 and 5xx answers are retried this many times (waiting Retry-After, else backing off) before a sync fails
+    cloudflare_retries: int = Field(default=5, ge=0, le=20)
 
     # the loop
     debounce_seconds: float = Field(default=0.1, ge=0, le=60)
@@ -101,7 +122,19 @@ class Settings(ServiceSettings):
             ]
             if missing:
                 raise ValueError("provider rfc2136 needs " + ", ".join(f"HOMELAB_DNS_{m.upper()}" for m in missing))
+        if self.provider == "cloudflare":
+            if self.cloudflare_api_token is None or not self.cloudflare_api_token.get_secret_value().strip():
+                raise ValueError("provider cloudflare needs HOMELAB_DNS_CLOUDFLARE_API_TOKEN (from a Secret)")
+            if bool(self.cloudflare_tunnel_id) != bool(self.cloudflare_account_id):
+                raise ValueError(
+                    "HOMELAB_DNS_CLOUDFLARE_TUNNEL_ID and HOMELAB_DNS_CLOUDFLARE_ACCOUNT_ID go together (the tunnel "
+                    "lives in the account)"
+                )
         return self
+
+    @property
+    def effective_cloudflare_zone(self) -> str:
+        return normalise_name(self.cloudflare_zone) if self.cloudflare_zone else self.domain_filter[0]
 
     @property
     def effective_nameserver(self) -> str:

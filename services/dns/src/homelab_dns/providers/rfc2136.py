@@ -24,16 +24,11 @@ import dns.update
 import dns.xfr
 import dns.zone
 
-from homelab_dns.core import Plan, Record
+from homelab_dns.core import Plan, Record, quote_txt
 from homelab_dns.providers import ProviderError
 
 #: Operations per UPDATE message: large plans go in several messages, deletions first.
 BATCH = 200
-
-
-def _quote_txt(value: str) -> str:
-    chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
-    return " ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks)
 
 
 class Rfc2136:
@@ -139,7 +134,7 @@ class Rfc2136:
 
 def _text(rtype: str, target: str) -> str:
     if rtype == "TXT":
-        return _quote_txt(target)
+        return quote_txt(target)
     if rtype in ("CNAME", "NS"):
         return target + "."
     return target

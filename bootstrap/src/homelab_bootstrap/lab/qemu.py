@@ -171,12 +171,17 @@ class VirtualMachine:
         return self.serial_log.read_text(errors="replace") if self.serial_log.exists() else ""
 
     def wait_for(self, *markers: str, timeout: float) -> str:
-        """Wait until the serial console shows one of ``markers``; return it. LabError on timeout or exit."""
+        """Wait until the serial console shows one of ``markers``; return it. LabError on timeout or exit.
+
+        The marker's line is awaited to its end (the reason after FAILED arrives a moment later), for at most three
+        seconds: a marker printed without a newline still counts."""
         deadline = time.monotonic() + timeout
+        seen: dict[str, float] = {}
         while True:
             text = self.serial()
             for marker in markers:
-                if marker in text:
+                at = text.find(marker)
+                if at >= 0 and ("\n" in text[at:] or time.monotonic() - seen.setdefault(marker, time.monotonic()) > 3):
                     return marker
             if self.process is None or not self.process.alive():
                 time.sleep(0.2)  # the last lines may land just before the exit

@@ -74,32 +74,6 @@ def test_a_new_repository_is_created_only_when_the_site_says_so(tmp_path: Path) 
     assert runner.backup(new, "apps/data", source).outcome is Outcome.ok
 
 
-def test_dump_command_output_is_backed_up_and_verified(tmp_path: Path) -> None:
-    runner = Runner(make_restic(tmp_path))
-    repo = local_repo(tmp_path)
-    report = runner.backup_command(repo, "gitea/db", "printf 'CREATE TABLE t;\\n'; seq 1 20000", "gitea.sql")
-    assert report.outcome is Outcome.ok, report.message
-    (tmp_path / "scratch").mkdir()
-    drill = runner.drill(repo, "gitea/db", tmp_path / "scratch")
-    assert drill.outcome is Outcome.ok
-    assert drill.files == 1
-    restored = runner.restore(repo, "gitea/db", tmp_path / "out")
-    assert restored.ok
-    expected = b"CREATE TABLE t;\n" + b"".join(f"{i}\n".encode() for i in range(1, 20001))
-    assert (tmp_path / "out" / "gitea.sql").read_bytes() == expected
-
-
-def test_a_failing_dump_command_is_a_failure_and_leaves_no_snapshot(tmp_path: Path) -> None:
-    runner = Runner(make_restic(tmp_path))
-    repo = local_repo(tmp_path)
-    report = runner.backup_command(repo, "gitea/db", "echo half a dump; echo 'pg_dump: lost' >&2; exit 2", "x.sql")
-    assert report.outcome is Outcome.failed
-    assert "exited with 2" in report.message
-    assert "pg_dump: lost" in report.message
-    _, snapshots = runner.snapshots(repo, "gitea/db")
-    assert snapshots == []
-
-
 def test_retention_forgets_old_snapshots_and_their_manifests(tmp_path: Path) -> None:
     runner = Runner(make_restic(tmp_path))
     repo = local_repo(tmp_path)

@@ -238,21 +238,21 @@ def test_a_dump_job_execs_from_the_controllers_namespace_with_exec_granted_only_
     spec = db["spec"]["template"]["spec"]
     assert spec["containers"][0]["command"][-1] == "--from-pod"
     assert "pg_dumpall" not in json.dumps(db)  # the runner reads the command from the pod when it runs
-    assert spec["serviceAccountName"] == "homelab-backup-exec"
+    assert spec["serviceAccountName"] == "backup-exec"
     assert spec["automountServiceAccountToken"] is True
     assert "nodeName" not in spec
     assert all(v["name"] != "data" for v in spec["volumes"])  # nothing of the volume is mounted
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     bindings = kube.objects("rbac.authorization.k8s.io/v1/rolebindings")
-    assert set(bindings) == {"gitea/homelab-backup-exec"}  # only where a pod carries k8up.io/backupcommand
-    binding = bindings["gitea/homelab-backup-exec"]
+    assert set(bindings) == {"gitea/backup-exec"}  # only where a pod carries k8up.io/backupcommand
+    binding = bindings["gitea/backup-exec"]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
-        "name": "homelab-backup-exec",
+        "name": "backup-exec",
     }
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "homelab-backup-exec", "namespace": "backup"}]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "backup-exec", "namespace": "backup"}]
     # the other Jobs keep no service-account token
     data = by_target(jobs(kube))[("apps/data", "nas")]["spec"]["template"]["spec"]
     assert data["automountServiceAccountToken"] is False

@@ -204,7 +204,7 @@ class JobSpec:
     pull_policy: str = "IfNotPresent"
     #: The service account of dump Jobs (k8up.io/backupcommand): may list pods and exec into them, in the
     #: namespaces where the controller bound it (see homelab_backup.podexec).
-    exec_service_account: str = "homelab-backup-exec"
+    exec_service_account: str = "backup-exec"
     #: k3s server nodes: where k3s writes its etcd snapshots, and the server token a restore needs.
     k3s_snapshot_dir: str = "/var/lib/rancher/k3s/server/db/snapshots"
     k3s_token_file: str = "/var/lib/rancher/k3s/server/token"  # noqa: S105 (a path)

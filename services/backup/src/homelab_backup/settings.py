@@ -84,8 +84,8 @@ class Settings(ServiceSettings):
     max_running_jobs: int = Field(default=4, ge=1, le=100)
     #: Dump Jobs (k8up.io/backupcommand) run as this service account; the controller binds it to the ClusterRole
     #: ``exec_cluster_role`` (pods list, pods/exec) with a RoleBinding only in namespaces with an annotated pod.
-    exec_service_account: str = "homelab-backup-exec"
-    exec_cluster_role: str = "homelab-backup-exec"
+    exec_service_account: str = "backup-exec"
+    exec_cluster_role: str = "backup-exec"
     #: Back up k3s's datastore: a Job per server node reads its etcd snapshots and server token (hostPath).
     k3s: bool = True
     k3s_snapshot_dir: str = "/var/lib/rancher/k3s/server/db/snapshots"

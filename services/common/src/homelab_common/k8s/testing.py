@@ -116,7 +116,8 @@ async def _serve_exec(raw: aiohttp.web.BaseRequest, command: list[str], *, stdin
             elif message.data[:2] == bytes([_CLOSE, _STDIN]) and ws.ws_protocol == _EXEC_PROTOCOLS[0]:
                 process.stdin.close()
 
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     feeder = asyncio.create_task(feed())
     try:
         await asyncio.gather(pump(process.stdout, _STDOUT), pump(process.stderr, _STDERR))

@@ -6,6 +6,9 @@ kmock 0.8 keeps no resourceVersions, has no PUT (replace), ignores ``timeoutSeco
 listing a resource it has no objects of; the subclass below adds exactly those, because leader election
 (optimistic concurrency), watch restarts and informers on empty resources depend on them.
 
+``pods/exec`` is served too (the channel.k8s.io v5/v4 websocket protocol, to ``kubernetes.stream``), with a
+local subprocess standing in for the pod's container: see ``_serve_exec``.
+
 Failures are injected on the server, so the code under test sees what it would see from a real cluster:
 HTTP error statuses, a 410 ERROR event inside a watch stream, slow replies, and refused connections.
 

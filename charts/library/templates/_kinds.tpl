@@ -52,7 +52,8 @@ metadata:
 automountServiceAccountToken: {{ .item.automountServiceAccountToken | default false }}
 {{- end -}}
 
-{{/* Role or ClusterRole plus its binding to one of our ServiceAccounts. Args: root, key, item. */}}
+{{/* Role or ClusterRole plus its binding to one of our ServiceAccounts (none with bind: false: a ClusterRole
+     that the service binds itself, namespace by namespace, with RoleBindings). Args: root, key, item. */}}
 {{- define "library.rbac" -}}
 {{- $root := .root -}}
 {{- $r := .item -}}
@@ -81,6 +82,7 @@ rules:
   {{- end }}
   - {{- toYaml $rule | nindent 4 }}
   {{- end }}
+{{- if ne (toString $r.bind) "false" }}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: {{ $type }}Binding
@@ -94,6 +96,7 @@ subjects:
   - kind: ServiceAccount
     name: {{ include "library.itemName" (dict "root" $root "key" $sa) }}
     namespace: {{ $root.Release.Namespace }}
+{{- end }}
 {{- end -}}
 
 {{/* ConfigMap. Args: root, key, item. */}}

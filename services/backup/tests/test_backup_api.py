@@ -134,6 +134,22 @@ def test_restore_refuses_a_pvc_in_use_or_missing(app: Flask, backed_up: dict[str
     assert bad.get_json()["fields"][0]["field"] == "body.into"
 
 
+def test_a_k3s_datastore_is_listed_and_its_restore_points_to_the_runbook(
+    app: Flask, cluster: kubernetes.client.CoreV1Api
+) -> None:
+    labels = {"node-role.kubernetes.io/control-plane": "true"}
+    cluster.create_node({"metadata": {"name": "server1", "labels": labels}})
+    runtime: Runtime = app.extensions["homelab_backup"]
+    wait_for(lambda: "k3s/server1" in {v.key for v in runtime.controller.status.selection.volumes})
+    client = app.test_client()
+    listed = {(v["namespace"], v["name"]): v for v in client.get("/volumes").get_json()["volumes"]}
+    assert listed[("k3s", "server1")]["kind"] == "k3s"
+    assert listed[("apps", "data")]["kind"] == "pvc"
+    refused = client.post("/volumes/k3s/server1/restore", json={"repository": "nas", "into": "x"})
+    assert refused.status_code == 409
+    assert "--cluster-reset" in refused.get_json()["message"]
+
+
 def test_triggers_start_jobs(app: Flask, kube: KubeEmulator) -> None:
     client = app.test_client()
     response = client.post("/volumes/apps/data/backup", json={})

@@ -84,11 +84,9 @@ def test_backup_jobs_per_pvc_and_repository_on_the_volumes_node_read_only(
     assert env["HOMELAB_BACKUP_REPOSITORIES"]["valueFrom"]["secretKeyRef"]["name"] == "homelab-backup-repositories"
     assert "p1" not in json.dumps(data)  # passwords only through the Secret
     assert found[("apps/unused", "offsite")]["spec"]["template"]["spec"]["nodeName"] == "node3"
-    db = found[("gitea/db", "nas")]["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert db[db.index("--command") + 1] == "pg_dumpall -U gitea"
     # the Secret follows the Jobs into their namespaces
     assert "apps/homelab-backup-repositories" in kube.objects("v1/secrets")
-    assert "gitea/homelab-backup-repositories" in kube.objects("v1/secrets")
+    assert "gitea/homelab-backup-repositories" not in kube.objects("v1/secrets")  # its dump Job runs in backup/
 
 
 def test_slots_carry_each_volumes_stable_jitter_and_never_run_twice(
@@ -228,3 +226,89 @@ def test_only_the_leader_starts_jobs_and_the_other_takes_over(
         wait_for(lambda: len(by_target(jobs(kube))) == 10)
     finally:
         second.stop()
+
+
+def test_a_dump_job_execs_from_the_controllers_namespace_with_exec_granted_only_there(
+    controller: Runtime, kube: KubeEmulator, clock: Clock
+) -> None:
+    advance(controller, clock, datetime(2026, 12, 1, 4, 30, tzinfo=UTC))
+    wait_for(lambda: len(by_target(jobs(kube))) == 10)
+    db = by_target(jobs(kube))[("gitea/db", "nas")]
+    assert db["metadata"]["namespace"] == "backup"  # beside the Secret; the dump is made in the app's pod
+    spec = db["spec"]["template"]["spec"]
+    assert spec["containers"][0]["command"][-1] == "--from-pod"
+    assert "pg_dumpall" not in json.dumps(db)  # the runner reads the command from the pod when it runs
+    assert spec["serviceAccountName"] == "backup-exec"
+    assert spec["automountServiceAccountToken"] is True
+    assert "nodeName" not in spec
+    assert all(v["name"] != "data" for v in spec["volumes"])  # nothing of the volume is mounted
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    bindings = kube.objects("rbac.authorization.k8s.io/v1/rolebindings")
+    assert set(bindings) == {"gitea/backup-exec"}  # only where a pod carries k8up.io/backupcommand
+    binding = bindings["gitea/backup-exec"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "backup-exec",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "backup-exec", "namespace": "backup"}]
+    # the other Jobs keep no service-account token
+    data = by_target(jobs(kube))[("apps/data", "nas")]["spec"]["template"]["spec"]
+    assert data["automountServiceAccountToken"] is False
+
+
+def node(name: str, labels: dict[str, str], taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints},
+    }
+
+
+def test_k3s_server_nodes_get_datastore_jobs_on_their_node_read_only(
+    controller: Runtime, kube: KubeEmulator, clock: Clock
+) -> None:
+    core = kubernetes.client.CoreV1Api(kube.api_client())
+    server = {"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/etcd": "true"}
+    taint = [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+    core.create_node(node("server1", server, taint))
+    core.create_node(node("server2", {"node-role.kubernetes.io/master": "true"}))
+    core.create_node(node("agent1", {"kubernetes.io/hostname": "agent1"}))
+    status = controller.controller.status
+    wait_for(lambda: {"k3s/server1", "k3s/server2"} <= {v.key for v in status.selection.volumes})
+    assert "k3s/agent1" not in {v.key for v in status.selection.volumes}
+    advance(controller, clock, datetime(2026, 12, 1, 4, 30, tzinfo=UTC))
+    wait_for(lambda: len(by_target(jobs(kube))) == 14)  # 5 PVCs and 2 server nodes, each to 2 repositories
+    found = by_target(jobs(kube))
+    job = found[("k3s/server1", "offsite")]
+    assert job["metadata"]["namespace"] == "backup"
+    spec = job["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"kubernetes.io/hostname": "server1"}
+    tolerated = {t["key"] for t in spec["tolerations"] if t["operator"] == "Exists"}
+    assert {
+        "node-role.kubernetes.io/control-plane",
+        "node-role.kubernetes.io/master",
+        "CriticalAddonsOnly",
+    } <= tolerated
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["snapshots"]["hostPath"]["path"] == "/var/lib/rancher/k3s/server/db/snapshots"
+    assert volumes["token"]["hostPath"] == {"path": "/var/lib/rancher/k3s/server/token", "type": "File"}
+    container = spec["containers"][0]
+    assert {"name": "snapshots", "mountPath": "/data/snapshots", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "token", "mountPath": "/data/token", "readOnly": True} in container["volumeMounts"]
+    assert container["command"][2:7] == ["backup", "--repository", "offsite", "--target", "k3s/server1"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]}
+    assert spec["automountServiceAccountToken"] is False
+    # reports become metrics like a PVC's (namespace="k3s", pvc=<node>): the backup alerts cover the datastore
+    ok = {"outcome": "ok", "message": "snapshot 1234abcd", "finished": 1796090000.0, "seconds": 3.0, "files": 6}
+    finish(kube, job, ok)
+    wait_for(lambda: LAST_SUCCESS.labels("k3s", "server1", "offsite")._value.get() == 1796090000.0)
+    finish(kube, found[("k3s/server2", "nas")], {"outcome": "no_space", "message": "disk full"}, succeeded=False)
+    from prometheus_client import REGISTRY
+
+    labels = {"namespace": "k3s", "pvc": "server2", "repository": "nas"}
+    wait_for(lambda: REGISTRY.get_sample_value("homelab_backup_failing", labels) == 1)
+    assert controller.controller.status.reports[("backup", "k3s/server2", "nas")]["outcome"] == "no_space"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -74,30 +75,29 @@ def test_a_new_repository_is_created_only_when_the_site_says_so(tmp_path: Path) 
     assert runner.backup(new, "apps/data", source).outcome is Outcome.ok
 
 
-def test_dump_command_output_is_backed_up_and_verified(tmp_path: Path) -> None:
+def test_a_k3s_server_datastore_round_trips_and_drills(tmp_path: Path) -> None:
+    """What a server node's Job mounts at /data: k3s's etcd snapshots directory and the server token."""
+    source = tmp_path / "server"
+    snapshots = source / "snapshots"
+    snapshots.mkdir(parents=True)
+    written = {}
+    for i, stamp in enumerate((1796040000, 1796083200)):
+        name = f"etcd-snapshot-server1-{stamp}"
+        written[f"snapshots/{name}"] = random.Random(i).randbytes(700_000 + i)  # etcd's bbolt file, incompressible
+        (snapshots / name).write_bytes(written[f"snapshots/{name}"])
+    written["token"] = b"K10" + b"ab" * 32 + b"::server:" + b"cd" * 16 + b"\n"
+    (source / "token").write_bytes(written["token"])
+    for path in (source / "token", *snapshots.iterdir()):
+        path.chmod(0o600)  # as k3s leaves them: root-only (the Job reads them with CAP_DAC_READ_SEARCH)
     runner = Runner(make_restic(tmp_path))
     repo = local_repo(tmp_path)
-    report = runner.backup_command(repo, "gitea/db", "printf 'CREATE TABLE t;\\n'; seq 1 20000", "gitea.sql")
+    report = runner.backup(repo, "k3s/server1", source)
     assert report.outcome is Outcome.ok, report.message
+    assert report.files == 3
     (tmp_path / "scratch").mkdir()
-    drill = runner.drill(repo, "gitea/db", tmp_path / "scratch")
-    assert drill.outcome is Outcome.ok
-    assert drill.files == 1
-    restored = runner.restore(repo, "gitea/db", tmp_path / "out")
-    assert restored.ok
-    expected = b"CREATE TABLE t;\n" + b"".join(f"{i}\n".encode() for i in range(1, 20001))
-    assert (tmp_path / "out" / "gitea.sql").read_bytes() == expected
-
-
-def test_a_failing_dump_command_is_a_failure_and_leaves_no_snapshot(tmp_path: Path) -> None:
-    runner = Runner(make_restic(tmp_path))
-    repo = local_repo(tmp_path)
-    report = runner.backup_command(repo, "gitea/db", "echo half a dump; echo 'pg_dump: lost' >&2; exit 2", "x.sql")
-    assert report.outcome is Outcome.failed
-    assert "exited with 2" in report.message
-    assert "pg_dump: lost" in report.message
-    _, snapshots = runner.snapshots(repo, "gitea/db")
-    assert snapshots == []
+    assert runner.drill(repo, "k3s/server1", tmp_path / "scratch").outcome is Outcome.ok
+    assert runner.restore(repo, "k3s/server1", tmp_path / "out").ok
+    assert read_tree(tmp_path / "out") == written
 
 
 def test_retention_forgets_old_snapshots_and_their_manifests(tmp_path: Path) -> None:

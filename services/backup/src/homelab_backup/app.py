@@ -59,6 +59,8 @@ class VolumeOut(BaseModel):
     node: str | None
     pods: list[str]
     dump_command: bool
+    #: "pvc", or "k3s": a k3s server node's datastore (etcd snapshots and token), ``name`` the node
+    kind: str
     next_backup: str
     repositories: list[RepositoryState]
 
@@ -196,6 +198,7 @@ def make_api(runtime: Runtime) -> Api:
                     node=volume.node,
                     pods=list(volume.pods),
                     dump_command=volume.command is not None,
+                    kind=volume.kind,
                     next_backup=controller.next_backup(volume.key).isoformat(),
                     repositories=states,
                 )
@@ -292,6 +295,11 @@ def make_api(runtime: Runtime) -> Api:
     )
     def restore(namespace: str, name: str, body: RestoreIn) -> tuple[RestoreOut, int]:
         volume = find(namespace, name)
+        if volume.kind != "pvc":
+            raise Conflict(
+                f"{namespace}/{name} is a k3s server's datastore: it is restored on the node with k3s "
+                "--cluster-reset (services/backup/README.md, 'Restoring k3s'), not into a PVC"
+            )
         repo = settings.repository_named(repositories(body.repository)[0])
         if controller.pvcs.get(f"{namespace}/{body.into}") is None:
             raise NotFound(f"no PVC {namespace}/{body.into} to restore into: create it first")

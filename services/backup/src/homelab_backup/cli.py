@@ -1,7 +1,7 @@
 """``homelab-backup run <action>``: what a Job runs. Prints progress lines, writes its report, exits 0 only on ok.
 
     homelab-backup run backup   --repository nas --target apps/data [--source /data]
-    homelab-backup run backup   --repository nas --target gitea/db --command 'pg_dump ...' --filename db.sql
+    homelab-backup run backup   --repository nas --target gitea/db --from-pod   (the pod's k8up.io/backupcommand)
     homelab-backup run drill    --repository nas --target apps/data [--snapshot ID]
     homelab-backup run maintain --repository nas        (retention forget --prune, then check --read-data-subset)
     homelab-backup run restore  --repository nas --target apps/data [--snapshot ID] [--into /data] [--dry-run]
@@ -19,10 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
+from kubernetes.client.exceptions import ApiException
+
 from homelab_backup.core import MOUNT
-from homelab_backup.restic import Outcome, Restic
+from homelab_backup.podexec import DumpPodError, PodExec, find_dump_pod
+from homelab_backup.restic import Outcome, Repository, Restic
 from homelab_backup.runner import Report, Runner
 from homelab_backup.settings import Settings
+from homelab_common.k8s import KubeConfigError, load_client
 
 #: A termination message is cut at 4096 bytes by the kubelet; the lists in details are trimmed to fit.
 MESSAGE_LIMIT = 4000
@@ -34,8 +39,11 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--repository", default="", help="the repository's name (default: HOMELAB_BACKUP_REPOSITORY)")
     parse.add_argument("--target", default="", help="namespace/pvc")
     parse.add_argument("--source", default=MOUNT, help="the volume's read-only mount (backup)")
-    parse.add_argument("--command", default="", help="back up this command's stdout instead (k8up.io/backupcommand)")
-    parse.add_argument("--filename", default="dump", help="the file name the command's output is stored as")
+    parse.add_argument(
+        "--from-pod",
+        action="store_true",
+        help="back up the stdout of the k8up.io/backupcommand of the pod using the PVC, run inside that pod",
+    )
     parse.add_argument("--snapshot", default="latest")
     parse.add_argument("--into", default=MOUNT, help="where a restore writes")
     parse.add_argument("--dry-run", action="store_true", help="restore: list what would be written, write nothing")
@@ -77,7 +85,19 @@ def maintain(runner: Runner, settings: Settings, name: str) -> Report:
     return checked
 
 
-def run(argv: list[str], settings: Settings) -> int:
+def dump(runner: Runner, repo: Repository, target: str, api_client: kubernetes.client.ApiClient | None) -> Report:
+    """A backup of the PVC's pod's dump command, exec'd in that pod (the Job's service account may do just that)."""
+    namespace, _, claim = target.partition("/")
+    try:
+        client = api_client or load_client()
+        pod = find_dump_pod(client, namespace, claim)
+    except (DumpPodError, KubeConfigError, ApiException) as exc:
+        message = str(exc) if not isinstance(exc, ApiException) else f"listing the pods of {namespace}: {exc.reason}"
+        return Report("backup", repo.name, target, Outcome.failed, message)
+    return runner.backup_command(repo, target, PodExec(client, pod), f"{claim}{pod.extension or '.dump'}")
+
+
+def run(argv: list[str], settings: Settings, *, api_client: kubernetes.client.ApiClient | None = None) -> int:
     args = parser().parse_args(argv)
     runner = Runner(
         Restic(settings.restic, timeout=settings.timeout_seconds),
@@ -90,8 +110,8 @@ def run(argv: list[str], settings: Settings) -> int:
         print(f"homelab-backup run: {exc.args[0]}", file=sys.stderr)
         return 2
     print(f"{args.action} {args.target or ''} -> {repo.name} ({repo.kind})", flush=True)
-    if args.action == "backup" and args.command:
-        report = runner.backup_command(repo, args.target, args.command, args.filename)
+    if args.action == "backup" and args.from_pod:
+        report = dump(runner, repo, args.target, api_client)
     elif args.action == "backup":
         report = runner.backup(repo, args.target, Path(args.source))
     elif args.action == "drill":

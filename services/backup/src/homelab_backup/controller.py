@@ -42,6 +42,7 @@ from homelab_backup.core import (
     build_job,
     job_report,
     select,
+    server_volumes,
 )
 from homelab_backup.restic import Outcome
 from homelab_backup.schedule import Cron, due, next_slot
@@ -119,6 +120,7 @@ class Controller:
         self.now = now
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.batch = kubernetes.client.BatchV1Api(api_client)
+        self.rbac = kubernetes.client.RbacAuthorizationV1Api(api_client)
         options: dict[str, Any] = {"resync_period": settings.resync_seconds, "backoff": backoff}
         self.pvcs = Informer(self.core.list_persistent_volume_claim_for_all_namespaces, name="pvcs", **options)
         self.pods = Informer(self.core.list_pod_for_all_namespaces, name="pods", **options)
@@ -129,13 +131,17 @@ class Controller:
             label_selector=f"{LABEL_MANAGED}={MANAGER}",
             **options,
         )
-        self.informers = [self.pvcs, self.pods, self.namespaces, self.jobs]
+        self.nodes = Informer(self.core.list_node, name="nodes", **options)  # k3s server nodes: the datastore
+        self.informers = [self.pvcs, self.pods, self.namespaces, self.jobs, *([self.nodes] if settings.k3s else [])]
         self.recorder = EventRecorder(api_client, component="homelab-backup", namespace=settings.namespace)
         self.spec = JobSpec(
             settings.image,
             settings.secret,
             timeout_seconds=int(settings.timeout_seconds),
             stale_lock_seconds=int(settings.stale_lock_seconds),
+            exec_service_account=settings.exec_service_account,
+            k3s_snapshot_dir=settings.k3s_snapshot_dir,
+            k3s_token_file=settings.k3s_token_file,
         )
         self.status = Status()
         self._lock = threading.Lock()
@@ -207,6 +213,8 @@ class Controller:
             [_dict(o) for o in self.pods.list()],
             [_dict(o) for o in self.namespaces.list()],
         )
+        if self.settings.k3s:
+            selection.volumes.extend(server_volumes(_dict(o) for o in self.nodes.list()))
         jobs = [_dict(o) for o in self.jobs.list()]
         pods = [_dict(o) for o in self.pods.list()]
         now = self.now()
@@ -323,6 +331,8 @@ class Controller:
         namespace = job["metadata"]["namespace"]
         if namespace != self.settings.namespace:
             self._copy_secret(namespace)
+        if "--from-pod" in job["spec"]["template"]["spec"]["containers"][0]["command"] and volume is not None:
+            self._grant_exec(volume.namespace)
         try:
             self.batch.create_namespaced_job(namespace, cast(Any, job))
         except ApiException as exc:
@@ -363,6 +373,32 @@ class Controller:
             return
         if dict(current.data or {}) != body["data"]:
             self.core.replace_namespaced_secret(self.settings.secret, namespace, cast(Any, body))
+
+    def _grant_exec(self, namespace: str) -> None:
+        """Let the dump Jobs' service account exec into the pods of ``namespace`` (and of no other namespace).
+
+        A RoleBinding to the chart's ClusterRole (pods list, pods/exec create+get), made only where a pod carries
+        ``k8up.io/backupcommand``; the controller may create it because it holds ``bind`` on that one ClusterRole.
+        """
+        name = self.settings.exec_cluster_role
+        body = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": namespace, "labels": {LABEL_MANAGED: MANAGER}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": self.settings.exec_service_account,
+                    "namespace": self.settings.namespace,
+                }
+            ],
+        }
+        try:
+            self.rbac.create_namespaced_role_binding(namespace, cast(Any, body))
+        except ApiException as exc:
+            if exc.status != 409:  # it exists: made by an earlier run
+                raise
 
     # -- reports --------------------------------------------------------------------------------------------------
 

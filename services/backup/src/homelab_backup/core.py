@@ -60,6 +60,8 @@ class Volume:
     command: str | None = None  # k8up.io/backupcommand of a pod using it
     command_pod: str | None = None
     extension: str = ""
+    #: "pvc", or "k3s": a k3s server node's datastore (etcd snapshots and the server token), ``name`` the node
+    kind: str = "pvc"
 
     @property
     def key(self) -> str:
@@ -161,6 +163,28 @@ def select(
     return out
 
 
+#: Node labels k3s puts on server nodes (etcd: embedded etcd members, which take the snapshots).
+SERVER_ROLES = (
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+    "node-role.kubernetes.io/etcd",
+)
+#: The pseudo-namespace of k3s datastore targets: ``k3s/<node>`` in Job targets, metrics and the API.
+K3S = "k3s"
+
+
+def server_volumes(nodes: Iterable[Mapping[str, Any]]) -> list[Volume]:
+    """One datastore "volume" per k3s server node (by its role labels), backed up from the node's own disk."""
+    out = []
+    for node in nodes:
+        meta = _meta(node)
+        labels = meta.get("labels") or {}
+        if any(str(labels.get(role, "")).lower() == "true" for role in SERVER_ROLES):
+            name = str(meta.get("name"))
+            out.append(Volume(K3S, name, name, kind=K3S))
+    return sorted(out, key=lambda v: v.name)
+
+
 def job_name(action: str, key: str, repository: str, slot: str) -> str:
     """A stable, DNS-safe, <= 63 character name: one Job per action, volume, repository and slot."""
     digest = hashlib.sha256(f"{action}|{key}|{repository}|{slot}".encode()).hexdigest()[:10]
@@ -178,6 +202,12 @@ class JobSpec:
     timeout_seconds: int = 6 * 3600
     stale_lock_seconds: int = 3600
     pull_policy: str = "IfNotPresent"
+    #: The service account of dump Jobs (k8up.io/backupcommand): may list pods and exec into them, in the
+    #: namespaces where the controller bound it (see homelab_backup.podexec).
+    exec_service_account: str = "backup-exec"
+    #: k3s server nodes: where k3s writes its etcd snapshots, and the server token a restore needs.
+    k3s_snapshot_dir: str = "/var/lib/rancher/k3s/server/db/snapshots"
+    k3s_token_file: str = "/var/lib/rancher/k3s/server/token"  # noqa: S105 (a path)
 
 
 def repository_env(secret: str, repository: str) -> list[dict[str, Any]]:
@@ -208,7 +238,9 @@ def build_job(
     need no volume and run in ``namespace`` (the controller's).
     """
     key = volume.key if volume else f"{namespace}/-"
-    mounted = volume is not None and action in ("backup", "restore")
+    host = volume is not None and volume.kind == K3S and action == "backup"
+    dump = volume is not None and volume.kind == "pvc" and action == "backup" and bool(volume.command)
+    mounted = volume is not None and volume.kind == "pvc" and action in ("backup", "restore") and not dump
     name = job_name(action, key, repository, slot)
     labels = {
         LABEL_MANAGED: MANAGER,
@@ -227,13 +259,19 @@ def build_job(
         read_only = action == "backup"
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}})
         mounts.append({"name": "data", "mountPath": MOUNT, "readOnly": read_only})
+    if host:  # the node's own files, read-only: the snapshots directory and the token beside it
+        volumes.append(_host_path("snapshots", spec.k3s_snapshot_dir, "DirectoryOrCreate"))
+        volumes.append(_host_path("token", spec.k3s_token_file, "File"))
+        mounts.append({"name": "snapshots", "mountPath": f"{MOUNT}/snapshots", "readOnly": True})
+        mounts.append({"name": "token", "mountPath": f"{MOUNT}/token", "readOnly": True})
     command = ["homelab-backup", "run", action, "--repository", repository, "--target", key, *args]
-    if action == "backup" and volume is not None and volume.command:
-        command += ["--command", volume.command, "--filename", f"{volume.name}{volume.extension or '.dump'}"]
+    if dump:  # the runner execs the pod's command in the pod: no volume here, a service account that may exec
+        command.append("--from-pod")
+    privileged = action in CAPABILITIES and not dump
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "securityContext": {**_identity(action), "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": dump,
+        "securityContext": {**_identity(privileged), "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [
             {
                 "name": "runner",
@@ -252,7 +290,7 @@ def build_job(
                     "readOnlyRootFilesystem": True,
                     "capabilities": {
                         "drop": ["ALL"],
-                        **({"add": list(CAPABILITIES[action])} if action in CAPABILITIES else {}),
+                        **({"add": list(CAPABILITIES[action])} if privileged else {}),
                     },
                 },
                 "terminationMessagePolicy": "File",
@@ -262,7 +300,12 @@ def build_job(
     }
     if mounted and volume is not None and volume.node:
         pod_spec["nodeName"] = volume.node  # where the volume is attached: no multi-attach of RWO volumes
-    if spec.service_account:
+    if host and volume is not None:
+        pod_spec["nodeSelector"] = {"kubernetes.io/hostname": str(volume.node)}
+        pod_spec["tolerations"] = SERVER_TOLERATIONS
+    if dump:
+        pod_spec["serviceAccountName"] = spec.exec_service_account
+    elif spec.service_account:
         pod_spec["serviceAccountName"] = spec.service_account
     return {
         "apiVersion": "batch/v1",
@@ -287,8 +330,22 @@ def build_job(
 CAPABILITIES = {"backup": ("DAC_READ_SEARCH",), "restore": ("CHOWN", "DAC_OVERRIDE", "FOWNER")}
 
 
-def _identity(action: str) -> dict[str, Any]:
-    if action in CAPABILITIES:
+#: Server nodes may be tainted so that only the control plane runs there (k3s: CriticalAddonsOnly, or the
+#: control-plane/master/etcd NoSchedule and NoExecute taints some installs add).
+SERVER_TOLERATIONS = [
+    {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"},
+    {"key": "node-role.kubernetes.io/master", "operator": "Exists"},
+    {"key": "node-role.kubernetes.io/etcd", "operator": "Exists"},
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+]
+
+
+def _host_path(name: str, path: str, kind: str) -> dict[str, Any]:
+    return {"name": name, "hostPath": {"path": path, "type": kind}}
+
+
+def _identity(privileged: bool) -> dict[str, Any]:
+    if privileged:
         return {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False}
     return {"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True}
 

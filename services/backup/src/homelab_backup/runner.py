@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import subprocess
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from homelab_backup.manifest import Comparison, Entry, Manifest, compare, mark_changed, record
+from homelab_backup.podexec import PodExec
 from homelab_backup.restic import ADVICE, Outcome, Repository, Restic, Result
 
 log = logging.getLogger(__name__)
@@ -187,54 +187,48 @@ class Runner:
             {"changed": changed, "unreadable": unreadable},
         )
 
-    def backup_command(self, repo: Repository, target: str, command: str, filename: str) -> Report:
-        """Back up what ``sh -c command`` writes to stdout (a database dump) as one file, with its checksum.
+    def backup_command(self, repo: Repository, target: str, dump: PodExec, filename: str) -> Report:
+        """Back up what the pod's dump command writes to stdout (a database dump) as one file, with its checksum.
 
-        The command's output is streamed into ``restic backup --stdin`` and hashed on the way; when the command
-        fails, the snapshot restic made of its (incomplete) output is forgotten and the backup is ``failed``.
+        The command runs inside the annotated pod (:class:`~homelab_backup.podexec.PodExec`); its output is
+        streamed into ``restic backup --stdin`` and hashed on the way. When the command exits non-zero, or its exit
+        status is unknown, the snapshot restic made of its (incomplete) output is forgotten and the backup is
+        ``failed``, never a success.
         """
         started = time.monotonic()
         ready = self.prepare(repo)
         if not ready.ok:
             return self._failed("backup", repo, target, ready, started)
-        producer = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert producer.stdout is not None
-        assert producer.stderr is not None
         digest = hashlib.sha256()
         size = 0
         reader, writer = _pipe()
-        producer_errors: list[bytes] = []
-        producer_stderr = producer.stderr
-        stderr_reader = threading.Thread(target=lambda: producer_errors.append(producer_stderr.read()), daemon=True)
-        stderr_reader.start()
+        pump_errors: list[str] = []
 
         def pump() -> None:
             nonlocal size
             with writer:
-                while chunk := producer.stdout.read(1 << 16):  # type: ignore[union-attr]
-                    digest.update(chunk)
-                    size += len(chunk)
-                    try:
+                try:
+                    for chunk in dump.chunks():
+                        digest.update(chunk)
+                        size += len(chunk)
                         writer.write(chunk)
-                    except BrokenPipeError:
-                        break
+                except BrokenPipeError:
+                    pump_errors.append("restic stopped reading the dump")
+                except Exception as exc:  # a broken exec stream: the dump is incomplete
+                    pump_errors.append(f"the exec stream broke: {exc}")
 
-        thread = threading.Thread(target=pump, daemon=True)
+        thread = threading.Thread(target=pump, name="dump", daemon=True)
         thread.start()
         args = ["backup", "--stdin", "--stdin-filename", filename, "--host", _host(target)]
         with reader:
             result = self.call(repo, [*args, *_tag_args(pvc_tags(target))], stdin=reader)
         thread.join()
-        status = producer.wait()
-        stderr_reader.join(timeout=10)
-        producer.stdout.close()
-        producer.stderr.close()
         snapshot = str(result.summary.get("snapshot_id", ""))
-        if status != 0:
+        if dump.exit_code != 0 or pump_errors:
             if snapshot:
                 self.restic.run(repo, ["forget", snapshot])
-            tail = b"".join(producer_errors).decode(errors="replace").strip()[-300:]
-            message = f"pre-backup command exited with {status}: {tail}; its output was not kept"
+            problem = "; ".join([dump.describe_failure(), *pump_errors]) if dump.exit_code != 0 else pump_errors[0]
+            message = f"{problem}; its output was not kept"
             return Report("backup", repo.name, target, Outcome.failed, message, "", time.monotonic() - started)
         if not result.ok or not snapshot:
             return self._failed("backup", repo, target, result, started)
@@ -247,7 +241,7 @@ class Runner:
             repo.name,
             target,
             Outcome.ok,
-            f"snapshot {snapshot[:8]} of the command's output ({size} bytes)",
+            f"snapshot {snapshot[:8]} of the dump from {dump.where} ({size} bytes)",
             snapshot,
             time.monotonic() - started,
             1,

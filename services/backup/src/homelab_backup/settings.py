@@ -82,6 +82,14 @@ class Settings(ServiceSettings):
     #: The namespace the controller, its Secret, and the check and drill Jobs live in.
     namespace: str = "backup"
     max_running_jobs: int = Field(default=4, ge=1, le=100)
+    #: Dump Jobs (k8up.io/backupcommand) run as this service account; the controller binds it to the ClusterRole
+    #: ``exec_cluster_role`` (pods list, pods/exec) with a RoleBinding only in namespaces with an annotated pod.
+    exec_service_account: str = "backup-exec"
+    exec_cluster_role: str = "backup-exec"
+    #: Back up k3s's datastore: a Job per server node reads its etcd snapshots and server token (hostPath).
+    k3s: bool = True
+    k3s_snapshot_dir: str = "/var/lib/rancher/k3s/server/db/snapshots"
+    k3s_token_file: str = "/var/lib/rancher/k3s/server/token"  # noqa: S105 (a path)
 
     # the loop and Kubernetes
     resync_seconds: float = Field(default=60.0, ge=1, le=86400)

@@ -10,6 +10,9 @@ them; here routing looks at the request alone and objects are indexed by resourc
 (benchmarks/kube_emulator.py). Label and field selectors are not evaluated (kmock's lists ignore them; so does
 this emulator, unchanged).
 
+``pods/exec`` is served too (the channel.k8s.io v5/v4 websocket protocol, to ``kubernetes.stream``), with a
+local subprocess standing in for the pod's container: see ``_serve_exec``.
+
 Failures are injected on the server, so the code under test sees what it would see from a real cluster:
 HTTP error statuses, a 410 ERROR event inside a watch stream, slow replies, and refused connections.
 
@@ -68,6 +71,7 @@ class _Fault:
 
 
 _NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?$")
+_EXEC = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec$")
 
 #: The request being routed to a reaction, in the task that serves it (see ``_Emulator.__iter__``).
 _ROUTING: contextvars.ContextVar[Any] = contextvars.ContextVar("kube_emulator_routing", default=None)
@@ -76,6 +80,76 @@ _ROUTING: contextvars.ContextVar[Any] = contextvars.ContextVar("kube_emulator_ro
 def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
     body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason}
     return aiohttp.web.json_response(body | {"message": message}, status=code)
+
+
+#: The remotecommand subprotocols a real API server speaks, newest first (v5 adds closing stdin: channel 255).
+_EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+_STDIN, _STDOUT, _STDERR, _ERROR, _CLOSE = 0, 1, 2, 3, 255
+
+
+async def _serve_exec(raw: aiohttp.web.BaseRequest, command: list[str], *, stdin: bool) -> aiohttp.web.StreamResponse:
+    """Run ``command`` as a local subprocess **standing in for the pod's container** and speak the API server's
+    exec protocol to the client: channel.k8s.io v4/v5 binary frames (first byte the channel: 0 stdin, 1 stdout,
+    2 stderr, 3 the final metav1.Status with the exit code as a cause, 255 a v5 client closing a channel).
+
+    There is no container runtime here: the command sees this machine's files and binaries, which is what a
+    test needs to make a "container" dump a real database. What is faithful is the wire: the real
+    ``kubernetes.stream`` client talks to this handler unchanged.
+    """
+    ws = aiohttp.web.WebSocketResponse(protocols=_EXEC_PROTOCOLS, max_msg_size=0)
+    await ws.prepare(cast(aiohttp.web.Request, raw))
+    for channel in (_STDOUT, _STDERR, _ERROR):  # the API server opens each channel with an empty frame
+        await ws.send_bytes(bytes([channel]))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:  # what a runtime reports when the executable is missing
+        failure = {"metadata": {}, "status": "Failure", "reason": "InternalError", "message": f"exec failed: {exc}"}
+        await ws.send_bytes(bytes([_ERROR]) + json.dumps(failure).encode())
+        await ws.close()
+        return ws
+
+    async def pump(stream: asyncio.StreamReader, channel: int) -> None:
+        while chunk := await stream.read(1 << 15):
+            await ws.send_bytes(bytes([channel]) + chunk)
+
+    async def feed() -> None:
+        async for message in ws:
+            if message.type is not aiohttp.WSMsgType.BINARY or not message.data or process.stdin is None:
+                continue
+            if message.data[0] == _STDIN:
+                process.stdin.write(message.data[1:])
+                await process.stdin.drain()
+            elif message.data[:2] == bytes([_CLOSE, _STDIN]) and ws.ws_protocol == _EXEC_PROTOCOLS[0]:
+                process.stdin.close()
+
+    assert process.stdout is not None
+    assert process.stderr is not None
+    feeder = asyncio.create_task(feed())
+    try:
+        await asyncio.gather(pump(process.stdout, _STDOUT), pump(process.stderr, _STDERR))
+        code = await process.wait()
+    finally:
+        feeder.cancel()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+    if code:
+        status = {
+            "metadata": {},
+            "status": "Failure",
+            "message": f"command terminated with non-zero exit code: exit status {code}",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+        }
+    await ws.send_bytes(bytes([_ERROR]) + json.dumps(status).encode())
+    await ws.close()
+    return ws
 
 
 def _make_emulator_class() -> type[Any]:
@@ -160,6 +234,9 @@ def _make_emulator_class() -> type[Any]:
             return list(set(declared) | {resource for resource, stored in self.by_resource.items() if stored})
 
         async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+            exec_match = _EXEC.match(raw_request.path)
+            if exec_match is not None:
+                return await self._exec(raw_request, exec_match[1], exec_match[2])
             match = _NAMESPACES.match(raw_request.path)
             if match is None:
                 return await super().__call__(raw_request)
@@ -195,6 +272,33 @@ def _make_emulator_class() -> type[Any]:
                     del self.namespaces[name]
                 return aiohttp.web.json_response(found)
             return _status(405, "MethodNotAllowed", f"{raw.method} {raw.path} is not emulated")
+
+        async def _exec(self, raw: aiohttp.web.BaseRequest, namespace: str, name: str) -> aiohttp.web.StreamResponse:
+            """pods/exec over a websocket: the pod's container is played by a local subprocess (see _serve_exec)."""
+            import kmock
+
+            key = (kmock.resource("v1/pods"), namespace, name)
+            async with self._lock:
+                pod = self.objects[key].raw if key in self.objects and not self.objects[key].deleted else None
+            if pod is None:
+                return _status(404, "NotFound", f'pods "{name}" not found')
+            containers = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
+            container = raw.query.get("container") or (containers[0] if len(containers) == 1 else "")
+            if container not in containers:
+                message = (
+                    f"container {container} is not valid for pod {name}"
+                    if container
+                    else (f"a container name must be specified for pod {name}, choose one of: {containers}")
+                )
+                return _status(400, "BadRequest", message)
+            if ((pod.get("status") or {}).get("phase") or "Running") != "Running":
+                return _status(400, "BadRequest", f"pod {name} is not running")
+            command = raw.query.getall("command", [])
+            if not command:
+                return _status(400, "BadRequest", "you must specify at least 1 command")
+            if "upgrade" not in raw.headers.get("Connection", "").lower():
+                return _status(400, "BadRequest", "Upgrade request required")
+            return await _serve_exec(raw, command, stdin=raw.query.get("stdin") in ("true", "1"))
 
         def _next_rv(self) -> str:
             self.rv_counter += 1

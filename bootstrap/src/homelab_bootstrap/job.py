@@ -163,6 +163,10 @@ def step_secrets(ctx: Context) -> list[str]:
         refs.append(("cert-manager", "cloudflare-api-token", "api-token", ctx.site.certificates.acme.token))
     if ctx.site.exposure.cloudflare_tunnel is not None:
         refs.append(("cloudflared", "cloudflared-token", "token", ctx.site.exposure.cloudflare_tunnel.token))
+    email = ctx.site.alerting.email
+    if email is not None and email.password is not None and ctx.site.apps.monitoring:
+        # mounted into Alertmanager (alertmanagerSpec.secrets), read as auth_password_file: never in its config
+        refs.append(("monitoring", gitops.SMTP_SECRET, gitops.SMTP_PASSWORD_KEY, email.password))
     changes += _ntfy_secret(ctx)
     for namespace, name, key, ref in refs:
         try:

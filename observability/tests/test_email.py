@@ -88,6 +88,7 @@ class Mail:
     mailbox: Mailbox
     alertmanager: str
     password_file: Path
+    cert: Path
     log: Path
 
 
@@ -112,19 +113,30 @@ def mail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mail]:
         auth_exclude_mechanism=["LOGIN"],
     )
     server.start()
-    # the site file's block; the password is read from its file as the bootstrap job reads it into the Secret
     (tmp / "smtp-password").write_text(PASSWORD + "\n")
+    mounted = tmp / "secrets" / gitops.SMTP_SECRET / gitops.SMTP_PASSWORD_KEY  # where the operator mounts it
+    mounted.parent.mkdir(parents=True)
+    stack = Stack(tmp, None)  # type: ignore[arg-type]
+    try:
+        port = start_alertmanager(stack, _config(tmp, f"127.0.0.1:{port}", mounted, cert))
+        yield Mail(stack, mailbox, f"http://127.0.0.1:{port}", mounted, cert, tmp / "alertmanager.log")
+    finally:
+        stack.stop()
+        server.stop()
+
+
+def _config(tmp: Path, smarthost: str, mounted: Path, cert: Path) -> dict[str, Any]:
+    """Alertmanager's config for a site that asks for e-mail through ``smarthost``; the password is read from its
+    file as the bootstrap job reads it into the Secret, and stands where the operator mounts that Secret."""
     block = {
         "to": ["oncall@example.com", "owner@example.com"],
         "from": "homelab@example.com",
-        "smarthost": f"127.0.0.1:{port}",
+        "smarthost": smarthost,
         "username": USER,
         "password": {"file": str(tmp / "smtp-password")},
     }
     site = parse_site(yaml.safe_load(SITE) | {"alerting": {"email": block}})
     assert site.alerting.email is not None and site.alerting.email.password is not None
-    mounted = tmp / "secrets" / gitops.SMTP_SECRET / gitops.SMTP_PASSWORD_KEY  # where the operator mounts it
-    mounted.parent.mkdir(parents=True)
     mounted.write_text(site.alerting.email.password.read())
     config = alertmanager_config(site)
     for receiver in config["receivers"]:
@@ -134,13 +146,7 @@ def mail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mail]:
             assert smtp["require_tls"] is True
             smtp["auth_password_file"] = str(mounted)
             smtp["tls_config"] = {"ca_file": str(cert)}  # test-only: trust the test's self-signed certificate
-    stack = Stack(tmp, None)  # type: ignore[arg-type]
-    try:
-        port = start_alertmanager(stack, config)
-        yield Mail(stack, mailbox, f"http://127.0.0.1:{port}", mounted, tmp / "alertmanager.log")
-    finally:
-        stack.stop()
-        server.stop()
+    return config
 
 
 def _post(url: str, labels: dict[str, str], annotations: dict[str, str]) -> None:
@@ -203,3 +209,21 @@ def test_a_wrong_password_is_refused_and_counted_as_a_failed_notification(
         mail.password_file.write_text(PASSWORD)
     assert mail.mailbox.refused[0] == USER
     assert "not the password" not in mail.log.read_text()
+
+
+def test_tls_is_required_a_server_without_starttls_gets_no_login_and_no_mail(mail: Mail) -> None:
+    plain = Mailbox()
+    port = free_port()
+    server = Controller(plain, hostname="127.0.0.1", port=port, auth_require_tls=False, authenticator=plain.authenticate)
+    server.start()
+    try:
+        am = start_alertmanager(mail.stack, _config(mail.stack.tmp, f"127.0.0.1:{port}", mail.password_file, mail.cert),
+                                name="alertmanager-plain")  # fmt: skip
+        url = f"http://127.0.0.1:{am}"
+        _post(url, {"alertname": "DnsNoLeader", "namespace": "dns", "severity": "warning"}, {"summary": "test"})
+        wait_until("a failed e-mail notification", lambda: _failed(url) > 0)
+    finally:
+        server.stop()
+    assert plain.messages == []
+    assert plain.refused == []  # no login tried in the clear either
+    assert "STARTTLS" in (mail.stack.tmp / "alertmanager-plain.log").read_text()

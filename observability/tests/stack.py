@@ -392,7 +392,8 @@ def scrape_configs(monitors: list[Document], ports: dict[str, int]) -> list[dict
                 "container": "main",
             }
             for relabel in endpoint.get("relabelings", []):
-                assert relabel.get("action", "replace") == "replace" and "regex" not in relabel, relabel
+                assert relabel.get("action", "replace") == "replace", relabel
+                assert "regex" not in relabel, relabel
                 labels[relabel["targetLabel"]] = ";".join(discovered[name] for name in relabel["sourceLabels"])
             configs.append(
                 {

@@ -136,7 +136,8 @@ def _config(tmp: Path, smarthost: str, mounted: Path, cert: Path) -> dict[str, A
         "password": {"file": str(tmp / "smtp-password")},
     }
     site = parse_site(yaml.safe_load(SITE) | {"alerting": {"email": block}})
-    assert site.alerting.email is not None and site.alerting.email.password is not None
+    assert site.alerting.email is not None
+    assert site.alerting.email.password is not None
     mounted.write_text(site.alerting.email.password.read())
     config = alertmanager_config(site)
     for receiver in config["receivers"]:
@@ -201,7 +202,9 @@ def test_a_wrong_password_is_refused_and_counted_as_a_failed_notification(
     mail.password_file.write_text("not the password")  # a rotated Secret that was not updated at the provider
     try:
         rule = _rule(rule_files, "DnsSyncStale", "warning")
-        _post(mail.alertmanager, {"alertname": "DnsSyncStale", "namespace": "dns", **rule["labels"]}, rule["annotations"])
+        _post(
+            mail.alertmanager, {"alertname": "DnsSyncStale", "namespace": "dns", **rule["labels"]}, rule["annotations"]
+        )
         wait_until("a refused login", lambda: mail.mailbox.refused)
         wait_until("a failed e-mail notification", lambda: _failed(mail.alertmanager) > before)
         assert len(mail.mailbox.messages) == delivered
@@ -214,7 +217,9 @@ def test_a_wrong_password_is_refused_and_counted_as_a_failed_notification(
 def test_tls_is_required_a_server_without_starttls_gets_no_login_and_no_mail(mail: Mail) -> None:
     plain = Mailbox()
     port = free_port()
-    server = Controller(plain, hostname="127.0.0.1", port=port, auth_require_tls=False, authenticator=plain.authenticate)
+    server = Controller(
+        plain, hostname="127.0.0.1", port=port, auth_require_tls=False, authenticator=plain.authenticate
+    )
     server.start()
     try:
         am = start_alertmanager(mail.stack, _config(mail.stack.tmp, f"127.0.0.1:{port}", mail.password_file, mail.cert),

@@ -155,7 +155,9 @@ def test_alertmanager_receivers_deliver_what_the_site_asks_for() -> None:
     assert alertmanager == {"config": {"receivers": [{"name": "null"}, {"name": "page"}, {"name": "ticket"}]}}
     data = yaml.safe_load(EXAMPLE.read_text()) | {"alerting": {"ntfy": {"topic": "homelab-x"}}}
     receivers = gitops.alertmanager_receivers(parse_site(data))
-    assert [r.get("webhook_configs") for r in receivers] == [None] + 2 * [[{"url": gitops.NTFY_WEBHOOK, "send_resolved": True}]]
+    assert [r.get("webhook_configs") for r in receivers] == [None] + 2 * [
+        [{"url": gitops.NTFY_WEBHOOK, "send_resolved": True}]
+    ]
     public = _public_site()
     alertmanager = gitops.app_values(monitoring, public)["kube-prometheus-stack"]["alertmanager"]
     assert alertmanager["alertmanagerSpec"] == {"secrets": ["alertmanager-smtp"]}

@@ -488,6 +488,24 @@ def test_alerting_ntfy_becomes_the_homepages_secret_with_the_token_from_its_refe
         job.step_secrets(ctx)
 
 
+def test_alerting_email_password_becomes_alertmanagers_secret(kube: KubeEmulator, tmp_path: Path) -> None:
+    from homelab_common.site import parse_site
+
+    ctx = _context(kube, tmp_path, FakeHelm())
+    data = ctx.site.model_dump(mode="json")
+    email = {"to": "me@example.com", "from": "lab@example.com", "smarthost": "smtp.example.com:587"}
+    data["alerting"] = {"email": email | {"username": "lab", "password": {"env": "SMTP_PASSWORD"}}}
+    ctx.site = parse_site(data)
+    ctx.environ = {"SMTP_PASSWORD": "s3cret"}
+    job.step_namespaces(ctx)
+    assert "secret monitoring/alertmanager-smtp set from the site file's reference" in job.step_secrets(ctx)
+    stored = kube.objects("v1/secrets", "monitoring")["monitoring/alertmanager-smtp"]["data"]
+    assert {k: base64.b64decode(v).decode() for k, v in stored.items()} == {"password": "s3cret"}
+    ctx.environ = {}
+    with pytest.raises(job.BootstrapError, match=r"secret monitoring/alertmanager-smtp: .*SMTP_PASSWORD"):
+        job.step_secrets(ctx)
+
+
 def test_the_gitea_login_is_waited_for_until_the_controller_fills_it(kube: KubeEmulator, tmp_path: Path) -> None:
     ctx = _context(kube, tmp_path, FakeHelm())
     job.step_namespaces(ctx)

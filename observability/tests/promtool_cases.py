@@ -18,6 +18,10 @@ class Case:
     fires: list[dict[str, str]] = field(default_factory=list)
 
 
+#: a node-exporter filesystem: `instance` is the node's address, `node` its name (the monitor's relabeling)
+_DISK = 'instance="192.168.1.11:9100",node="node1",mountpoint="/",fstype="ext4"'
+
+
 def _pair(alert: str, series: str, firing: str, quiet: str, at: str, labels: dict[str, str]) -> list[Case]:
     return [Case(alert, {series: firing}, at, [labels]), Case(alert, {series: quiet}, at)]
 
@@ -277,28 +281,36 @@ CASES: list[Case] = [
     Case("SecretsNoLeader", {'homelab_secrets_is_leader{namespace="secrets"}': "1x5 0x30"}, "10m"),
     *_pair(
         "NodeDown",
-        'up{job="node-exporter",instance="node1"}',
+        'up{job="node-exporter",instance="192.168.1.11:9100",node="node1"}',
         "0x10",
         "1x10",
         "10m",
-        {"job": "node-exporter", "instance": "node1", "node": "node1", "severity": "critical"},
+        {"job": "node-exporter", "instance": "192.168.1.11:9100", "node": "node1", "severity": "critical"},
     ),
     Case(
         "NodeDiskFillingUp",
         {
-            'node_filesystem_avail_bytes{instance="node1",mountpoint="/",fstype="ext4"}': "20-0.02x480",
-            'node_filesystem_size_bytes{instance="node1",mountpoint="/",fstype="ext4"}': "100x480",
-            'node_filesystem_readonly{instance="node1",mountpoint="/",fstype="ext4"}': "0x480",
+            f"node_filesystem_avail_bytes{{{_DISK}}}": "20-0.02x480",
+            f"node_filesystem_size_bytes{{{_DISK}}}": "100x480",
+            f"node_filesystem_readonly{{{_DISK}}}": "0x480",
         },
         "8h",
-        [{"instance": "node1", "node": "node1", "mountpoint": "/", "fstype": "ext4", "severity": "warning"}],
+        [
+            {
+                "instance": "192.168.1.11:9100",
+                "node": "node1",
+                "mountpoint": "/",
+                "fstype": "ext4",
+                "severity": "warning",
+            }
+        ],
     ),
     Case(
         "NodeDiskFillingUp",
         {
-            'node_filesystem_avail_bytes{instance="node1",mountpoint="/",fstype="ext4"}': "20x480",
-            'node_filesystem_size_bytes{instance="node1",mountpoint="/",fstype="ext4"}': "100x480",
-            'node_filesystem_readonly{instance="node1",mountpoint="/",fstype="ext4"}': "0x480",
+            f"node_filesystem_avail_bytes{{{_DISK}}}": "20x480",
+            f"node_filesystem_size_bytes{{{_DISK}}}": "100x480",
+            f"node_filesystem_readonly{{{_DISK}}}": "0x480",
         },
         "8h",
     ),

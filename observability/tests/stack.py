@@ -31,11 +31,15 @@ import yaml
 
 from chart_harness import REPO, Document, render_chart
 from homelab_backup.core import JobSpec, build_job
+from homelab_bootstrap import gitops
 from homelab_common.k8s.testing import KubeEmulator
+from homelab_common.site import Site, parse_site
 from homelab_common.testing import free_port
 
 #: Every service chart (test_prometheus checks this against rulefiles.services()).
 SERVICES = ("pxe", "autoinstall", "dns", "homepage", "backup", "secrets")
+#: The node every service's pod runs on (the site's one machine)
+NODE = "node1"
 #: The charts scrape every 30 s; the test scrapes and evaluates every second so it waits seconds, not minutes.
 INTERVAL = "1s"
 SITE = """\
@@ -372,7 +376,9 @@ def scrape_configs(monitors: list[Document], ports: dict[str, int]) -> list[dict
 
     The operator's target labels are kept (job = the Service, namespace, service, endpoint, pod, container), so
     the rules see the labels they see in the cluster: the app's own ``service`` label becomes ``exported_service``.
+    The endpoint's relabelings copy what Kubernetes discovery knows of the pod (every pod runs on ``NODE``).
     """
+    discovered = {"__meta_kubernetes_pod_node_name": NODE}
     configs = []
     for monitor in monitors:
         chart = monitor.chart
@@ -385,6 +391,10 @@ def scrape_configs(monitors: list[Document], ports: dict[str, int]) -> list[dict
                 "pod": f"{chart}-0",
                 "container": "main",
             }
+            for relabel in endpoint.get("relabelings", []):
+                assert relabel.get("action", "replace") == "replace", relabel
+                assert "regex" not in relabel, relabel
+                labels[relabel["targetLabel"]] = ";".join(discovered[name] for name in relabel["sourceLabels"])
             configs.append(
                 {
                     "job_name": f"serviceMonitor/{chart}/{monitor.name}/{endpoint['port']}",
@@ -396,34 +406,48 @@ def scrape_configs(monitors: list[Document], ports: dict[str, int]) -> list[dict
     return configs
 
 
-def alertmanager_config(webhook: str) -> dict[str, Any]:
-    """The monitoring app's Alertmanager config, its receivers pointed at ``webhook`` and its waits shortened."""
+def alertmanager_config(site: Site) -> dict[str, Any]:
+    """The monitoring app's Alertmanager config for ``site`` as Helm merges it (routes and inhibitions from
+    values.yaml, receivers from the generated values-site.yaml), with its waits shortened for the test."""
     values = yaml.safe_load((REPO / "gitops" / "platform" / "monitoring" / "values.yaml").read_text())
     config: dict[str, Any] = values["kube-prometheus-stack"]["alertmanager"]["config"]
-    for receiver in config["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            assert hook["url"] == "http://homepage.homepage.svc/api/v1/alerts/ntfy", hook
-            hook["url"] = webhook
+    generated = gitops.alertmanager_values(site)["config"]
+    assert not set(config) & set(generated), "a map Helm would merge key by key: compose it here the same way"
+    config |= generated
     config["route"].update(group_wait="1s", group_interval="1s")
     return config
 
 
-def start_alertmanager(stack: Stack) -> None:
-    stack.alertmanager_port = free_port()
-    path = stack.tmp / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(alertmanager_config(f"{stack.url('homepage')}/api/v1/alerts/ntfy")))
+def start_alertmanager(stack: Stack, config: dict[str, Any], name: str = "alertmanager") -> int:
+    """A real Alertmanager (Debian's) with ``config``; returns its port (the stack's own is ``stack.alertmanager``)."""
+    port = free_port()
+    path = stack.tmp / f"{name}.yml"
+    path.write_text(yaml.safe_dump(config))
     stack.start(
-        "alertmanager",
+        name,
         [
             "prometheus-alertmanager",
             f"--config.file={path}",
-            f"--storage.path={stack.tmp / 'alertmanager'}",
-            f"--web.listen-address=127.0.0.1:{stack.alertmanager_port}",
+            f"--storage.path={stack.tmp / name}",
+            f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=",
         ],
         dict(os.environ),
     )
-    wait_until("alertmanager ready", lambda: http_status(f"{stack.alertmanager}/-/ready") == 200, procs=stack.procs)
+    url = f"http://127.0.0.1:{port}/-/ready"
+    wait_until(f"{name} ready", lambda: http_status(url) == 200, procs=stack.procs)
+    return port
+
+
+def _stack_alertmanager(stack: Stack) -> None:
+    """The stack's Alertmanager: the site asks for ntfy, delivered through the homepage's route to the recorder."""
+    site = parse_site(yaml.safe_load(SITE) | {"alerting": {"ntfy": {"url": stack.ntfy.url, "topic": "homelab-test"}}})
+    config = alertmanager_config(site)
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            assert hook["url"] == gitops.NTFY_WEBHOOK, hook
+            hook["url"] = f"{stack.url('homepage')}/api/v1/alerts/ntfy"
+    stack.alertmanager_port = start_alertmanager(stack, config)
 
 
 def start_prometheus(stack: Stack, rule_files: list[Path], alertmanager: str | None = None) -> None:
@@ -458,7 +482,7 @@ def running(tmp: Path, kube: KubeEmulator, rule_files: list[Path]) -> Iterator[S
         cleanup.callback(stack.stop)
         start_services(stack, kube)
         backup_reports(stack, kube)
-        start_alertmanager(stack)
+        _stack_alertmanager(stack)
         stack.started = time.time()
         start_prometheus(stack, rule_files, f"127.0.0.1:{stack.alertmanager_port}")
         yield stack

@@ -7,9 +7,11 @@ import json
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from stack import Stack, get_json, wait_until
+from rulefiles import alerts
+from stack import NODE, Stack, get_json, http_status, wait_until
 
 from homelab_homepage.ntfy import NtfyMessage
 
@@ -70,3 +72,28 @@ def test_a_node_down_silences_the_alerts_about_that_node_only(stack: Stack) -> N
     assert [r["name"] for r in state["DnsInvalidEndpoints", None]["receivers"]] == ["null"]
     time.sleep(3)  # three group intervals: an info alert never reaches a phone
     assert _messages(stack, "DnsInvalidEndpoints") == []
+
+
+def test_a_node_down_inhibits_what_our_services_on_that_node_alert(stack: Stack, rule_files: dict[str, Path]) -> None:
+    """The real thing end to end: a service's alert, as the real Prometheus evaluates it on the scraped series,
+    carries the node its pod runs on (the charts' ServiceMonitor relabeling) and NodeDown of that node mutes it."""
+    (node_down,) = alerts(rule_files)["NodeDown"]
+    # NodeDown as its rule makes it from node-exporter's `up` (relabeled with `node` in the monitoring values)
+    _post(stack, {"alertname": "NodeDown", **node_down["labels"], "job": "node-exporter", "instance": "127.0.0.11:9100",
+                  "node": NODE})  # fmt: skip
+    for _ in range(10):  # requests for seed files that do not exist: refused (403), counted by reason
+        assert http_status(f"{stack.url('autoinstall')}/seed/not-a-seed-path") == 403
+    (refused,) = wait_until(
+        "the refusals alert in Alertmanager",
+        lambda: [a for a in _alerts(stack) if a["labels"]["alertname"] == "AutoinstallSeedRequestsRefused"],
+        procs=stack.procs,
+    )
+    assert (refused["labels"]["node"], refused["labels"]["pod"]) == (NODE, "autoinstall-0")
+    assert refused["labels"]["severity"] == "warning"  # a ticket, were the node up
+    assert refused["status"]["state"] == "suppressed"
+    inhibitors = {a["fingerprint"]: a["labels"] for a in _alerts(stack)}
+    assert refused["status"]["inhibitedBy"]
+    assert all(inhibitors[f]["alertname"] == "NodeDown" for f in refused["status"]["inhibitedBy"])
+    assert all(inhibitors[f]["node"] == NODE for f in refused["status"]["inhibitedBy"])
+    time.sleep(3)  # three group intervals: a muted alert never reaches a phone
+    assert _messages(stack, "AutoinstallSeedRequestsRefused") == []

@@ -273,7 +273,9 @@ def test_network_policy_selects_its_controller_and_lists_rules(docs: list[Docume
 def test_service_monitor_scrapes_metrics_of_the_service(docs: list[Document]) -> None:
     spec = _one(docs, "ServiceMonitor")["spec"]
     assert spec["selector"]["matchLabels"]["app.kubernetes.io/service"] == "main"
-    assert spec["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    # every series carries its pod's node (what a NodeDown inhibition matches on: observability/)
+    node = {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+    assert spec["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s", "relabelings": [node]}]
     assert _one(docs, "Service", "everything")["metadata"]["labels"]["app.kubernetes.io/service"] == "main"
 
 

@@ -32,6 +32,8 @@ def public_site() -> Site:
     data["exposure"] = {"cloudflare_tunnel": {"token": {"env": "CF_TUNNEL_TOKEN"}, "routes": routes}}
     data["certificates"] = {"acme": {"email": "me@example.com", "token": {"file": "/etc/homelab/cf-api-token"}}}
     data["apps"] = {"woodpecker": False, "registry": False}
+    email = {"to": "me@example.com", "from": "lab@example.com", "smarthost": "smtp.example.com:587"}
+    data["alerting"] = {"email": email | {"username": "lab", "password": {"env": "SMTP_PASSWORD"}}}
     return parse_site(data, "public variant")
 
 

@@ -147,6 +147,35 @@ def test_site_values_carry_the_domain_into_upstream_keys() -> None:
     assert "token" not in yaml.safe_dump(gitops.app_values(gitops.App("system", "cert-manager"), _public_site()))
 
 
+def test_alertmanager_receivers_deliver_what_the_site_asks_for() -> None:
+    """page and ticket (values.yaml routes) get ntfy and/or e-mail; none of them without alerting (no webhook to a
+    homepage route that does not exist); the SMTP password only as the mounted Secret's file."""
+    monitoring = gitops.App("platform", "monitoring")
+    alertmanager = gitops.app_values(monitoring, load_site(EXAMPLE))["kube-prometheus-stack"]["alertmanager"]
+    assert alertmanager == {"config": {"receivers": [{"name": "null"}, {"name": "page"}, {"name": "ticket"}]}}
+    data = yaml.safe_load(EXAMPLE.read_text()) | {"alerting": {"ntfy": {"topic": "homelab-x"}}}
+    receivers = gitops.alertmanager_receivers(parse_site(data))
+    assert [r.get("webhook_configs") for r in receivers] == [None] + 2 * [
+        [{"url": gitops.NTFY_WEBHOOK, "send_resolved": True}]
+    ]
+    public = _public_site()
+    alertmanager = gitops.app_values(monitoring, public)["kube-prometheus-stack"]["alertmanager"]
+    assert alertmanager["alertmanagerSpec"] == {"secrets": ["alertmanager-smtp"]}
+    page = alertmanager["config"]["receivers"][1]
+    assert page["email_configs"] == [
+        {
+            "to": "me@example.com",
+            "from": "lab@example.com",
+            "smarthost": "smtp.example.com:587",
+            "require_tls": True,
+            "send_resolved": True,
+            "auth_username": "lab",
+            "auth_password_file": "/etc/alertmanager/secrets/alertmanager-smtp/password",
+        }
+    ]
+    assert "SMTP_PASSWORD" not in yaml.safe_dump(alertmanager)
+
+
 def test_provisioning_services_get_the_site_file_and_their_addresses() -> None:
     site = load_site(EXAMPLE)
     values = gitops.app_values(gitops.App("apps", "autoinstall"), site)["autoinstall"]

@@ -7,6 +7,7 @@ is the only thing a user edits; nothing per app is edited by hand. Pure function
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import ipaddress
 import json
@@ -124,6 +125,45 @@ def _lb_annotations(site: Site, name: str) -> dict[str, Any]:
     return {"annotations": {LB_ANNOTATION: str(address)}} if address is not None else {}
 
 
+#: The homepage's route that turns Alertmanager's webhook into an ntfy message (services/homepage)
+NTFY_WEBHOOK = "http://homepage.homepage.svc/api/v1/alerts/ntfy"
+#: The Secret with the SMTP password (written by the bootstrap job from alerting.email.password), mounted by the
+#: operator at /etc/alertmanager/secrets/<name>/ (kube-prometheus-stack's alertmanager.alertmanagerSpec.secrets)
+SMTP_SECRET = "alertmanager-smtp"  # noqa: S105 (a Secret's name)
+SMTP_PASSWORD_KEY = "password"  # noqa: S105 (a key name)
+SMTP_PASSWORD_FILE = f"/etc/alertmanager/secrets/{SMTP_SECRET}/{SMTP_PASSWORD_KEY}"
+
+
+def alertmanager_receivers(site: Site) -> list[dict[str, Any]]:
+    """Alertmanager's receivers ``page`` and ``ticket`` (routed by severity in the monitoring app's values.yaml)
+    with what the site's ``alerting`` asks for: ntfy (through the homepage's route) and/or e-mail. Without either,
+    alerts stay in Alertmanager and on the dashboards (no webhook to a route that does not exist)."""
+    delivery: dict[str, Any] = {}
+    if site.alerting.ntfy is not None and site.apps.homepage:
+        delivery["webhook_configs"] = [{"url": NTFY_WEBHOOK, "send_resolved": True}]
+    if (email := site.alerting.email) is not None:
+        mail: dict[str, Any] = {
+            "to": ", ".join(email.to),
+            "from": email.sender,
+            "smarthost": email.smarthost,
+            "require_tls": email.require_tls,
+            "send_resolved": True,
+        }
+        if email.username is not None:
+            mail |= {"auth_username": email.username, "auth_password_file": SMTP_PASSWORD_FILE}
+        delivery["email_configs"] = [mail]
+    # copies, not shared objects: yaml.safe_dump would write shared ones as anchors and aliases
+    return [{"name": "null"}] + [{"name": name, **copy.deepcopy(delivery)} for name in ("page", "ticket")]
+
+
+def alertmanager_values(site: Site) -> dict[str, Any]:
+    """kube-prometheus-stack's ``alertmanager`` keys the site decides: the receivers, the SMTP password's Secret."""
+    values: dict[str, Any] = {"config": {"receivers": alertmanager_receivers(site)}}
+    if site.alerting.email is not None and site.alerting.email.password is not None:
+        values["alertmanagerSpec"] = {"secrets": [SMTP_SECRET]}
+    return values
+
+
 def runbooks_url(site: Site) -> str:
     """The alert runbooks (docs/runbooks/ of this repository) as Gitea shows them in the site's GitOps repository."""
     return f"https://{hostname(site, 'gitea')}/homelab/gitops/src/branch/main/docs/runbooks"
@@ -165,7 +205,8 @@ def app_values(app: App, site: Site) -> dict[str, Any]:
             "grafana": {
                 "defaultDashboardsTimezone": site.timezone,
                 "ingress": {"hosts": [host], "tls": _tls(site, app.name), "annotations": _ingress_annotations()},
-            }
+            },
+            "alertmanager": alertmanager_values(site),
         }
     elif app.name == "gitea":
         values["gitea"] = {

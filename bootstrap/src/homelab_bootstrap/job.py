@@ -167,6 +167,10 @@ def step_secrets(ctx: Context) -> list[str]:
         if ctx.site.exposure.cloudflare_tunnel.routes is not None:
             token = ctx.site.exposure.cloudflare_tunnel.routes.api_token
             refs.append(("dns-public", "dns-cloudflare-api-token", "token", token))
+    email = ctx.site.alerting.email
+    if email is not None and email.password is not None and ctx.site.apps.monitoring:
+        # mounted into Alertmanager (alertmanagerSpec.secrets), read as auth_password_file: never in its config
+        refs.append(("monitoring", gitops.SMTP_SECRET, gitops.SMTP_PASSWORD_KEY, email.password))
     changes += _ntfy_secret(ctx)
     for namespace, name, key, ref in refs:
         try:

@@ -278,7 +278,9 @@ spec:
   endpoints:
     {{- range $ekey := keys $endpoints | sortAlpha }}
     {{- $e := get $endpoints $ekey | default dict }}
-    {{- $ep := mergeOverwrite (dict "port" $ekey "path" "/metrics") (deepCopy $e) }}
+    {{- /* every series carries the pod's node as `node`: a NodeDown of that node inhibits its alerts */}}
+    {{- $node := dict "sourceLabels" (list "__meta_kubernetes_pod_node_name") "targetLabel" "node" }}
+    {{- $ep := mergeOverwrite (dict "port" $ekey "path" "/metrics" "relabelings" (list $node)) (deepCopy $e) }}
     - {{- toYaml $ep | nindent 6 }}
     {{- end }}
 {{- end -}}

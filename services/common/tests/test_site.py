@@ -192,3 +192,41 @@ def test_tunnel_routes_reference_their_token_never_hold_it() -> None:
     assert routes is not None
     assert routes.domain == "public.example.net"
     assert str(routes.api_token.file) == "/etc/homelab/cloudflare-dns-token"
+
+
+EMAIL = {
+    "to": "me@example.com",
+    "from": "lab@example.com",
+    "smarthost": "smtp.example.com:587",
+    "username": "lab@example.com",
+    "password": {"file": "/etc/homelab/smtp-password"},
+}
+
+
+def test_email_alerts_require_tls_and_keep_from_as_written() -> None:
+    site = parse_site({**GOOD, "alerting": {"email": EMAIL}})
+    email = site.alerting.email
+    assert email is not None
+    assert (email.to, email.sender, email.require_tls) == (["me@example.com"], "lab@example.com", True)
+    # the site file written back for the services (site_file_text) parses again: "from", not the Python name
+    assert site.model_dump(mode="json")["alerting"]["email"]["from"] == "lab@example.com"
+    assert parse_site(site.model_dump(mode="json", exclude_none=True)) == site
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"to": ["me@example.com", "me@example"]}, "alerting.email.to[1]", "'me@example' is not an e-mail address"),
+        ({"from": "homelab"}, "alerting.email.from", "is not an e-mail address"),
+        ({"smarthost": "smtp.example.com"}, "alerting.email.smarthost", "is not host:port"),
+        ({"smarthost": "smtp.example.com:70000"}, "alerting.email.smarthost", "is not host:port"),
+        ({"password": "hunter2"}, "alerting.email.password", "valid dictionary"),
+        ({"password": {"value": "hunter2"}}, "alerting.email.password", "never put"),
+        ({"password": None}, "alerting.email", "give both username and password"),
+        ({"tls": False}, "alerting.email.tls", "Extra inputs"),
+    ],
+)
+def test_email_mistakes_are_named(change: dict[str, Any], field: str, message: str) -> None:
+    problems = problems_of({**GOOD, "alerting": {"email": {**EMAIL, **change}}})
+    assert field in problems, problems
+    assert message in problems[field]

@@ -278,10 +278,62 @@ class NtfyAlerts(_Strict):
     token: SecretRef | None = None
 
 
+_EMAIL = re.compile(r"^[^@\s,;<>\"]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
+_SMARTHOST = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value.strip()):
+        raise ValueError(f"{value!r} is not an e-mail address (name@example.com)")
+    return value.strip()
+
+
+def _smarthost(value: str) -> str:
+    match = _SMARTHOST.match(value.strip())
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"{value!r} is not host:port (e.g. smtp.example.com:587)")
+    return value.strip()
+
+
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class EmailAlerts(_Strict):
+    """Alerts by e-mail through an SMTP server (Alertmanager sends them itself): the alternative to ntfy.
+
+    The password is never in the site file (``file:`` or ``env:``): `task up` puts it in the Secret
+    monitoring/alertmanager-smtp, which Alertmanager reads as a file. TLS is required: STARTTLS on a submission
+    port (587), implicit TLS on 465; ``require_tls: false`` only for a relay on a trusted LAN that has no TLS.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    to: Annotated[list[Email], Field(min_length=1)]
+    sender: Email = Field(alias="from")
+    smarthost: Annotated[str, AfterValidator(_smarthost)]
+    username: Annotated[str, Field(min_length=1)] | None = None
+    password: SecretRef | None = None
+    require_tls: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("to"), str):
+            return {**data, "to": [data["to"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _credentials(self) -> EmailAlerts:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password (or neither, for a server that needs no login)")
+        return self
+
+
 class Alerting(_Strict):
-    """Where alerts go (without it they are only on the dashboards and in Alertmanager)."""
+    """Where alerts go (without it they are only on the dashboards and in Alertmanager): ntfy, e-mail, or both."""
 
     ntfy: NtfyAlerts | None = None
+    email: EmailAlerts | None = None
 
 
 _CRON_FIELD = r"(\*|\d+(-\d+)?(,\d+(-\d+)?)*)(/\d+)?"

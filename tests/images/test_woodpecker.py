@@ -70,7 +70,7 @@ def test_pipeline_builds_on_push_and_pushes_with_the_secret_credential() -> None
     assert step["commands"][-1] == "./task images:push"
     task = yaml.safe_load((REPO / "Taskfile.yml").read_text(encoding="utf-8"))["tasks"]["images:push"]
     (command,) = task["cmds"]
-    assert "homelab_bootstrap.images --push \"$HOMELAB_REGISTRY\"" in command
+    assert 'homelab_bootstrap.images --push "$HOMELAB_REGISTRY"' in command
     # every script the step runs is in the repository
     for line in step["commands"]:
         script = line.split()[0]

@@ -504,11 +504,11 @@ def push(entries: list[dict[str, Any]], cache: Path, registry: str, log: Log, *,
         auth.touch(mode=0o600)
         auth.write_text(json.dumps({"auths": {registry: {"auth": token}}}), encoding="utf-8")
         for entry in entries:
-            archive = cache / entry["archive"]
+            ref = ensure_loaded(entry, cache)
             target = f"{registry}/homelab/{entry['name']}:{entry['tag']}"
             started = time.monotonic()
             cmd = ["buildah", "push", "--quiet", "--authfile", str(auth), f"--tls-verify={str(tls_verify).lower()}"]
-            _run([*cmd, f"oci-archive:{archive}", f"docker://{target}"], f"pushing {target}")
+            _run([*cmd, ref, f"docker://{target}"], f"pushing {target}")
             log(f"images: pushed {target} in {time.monotonic() - started:.1f} s")
 
 

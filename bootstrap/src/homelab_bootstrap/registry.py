@@ -9,10 +9,11 @@ installed before the cluster exists. So:
   (``<state>/registry-nodes.json``, mode 0600; reused on every later run, so reinstalled nodes get the same one);
 - autoinstall writes it into each node's ``/etc/rancher/k3s/registries.yaml`` (homelab_autoinstall.userdata),
   pointing ``homelab.internal`` (our image names) at the pull endpoint;
-- the pull endpoint is a read-only registry: a second distribution instance in pull-through (proxy) mode in front
-  of the push registry, whose htpasswd holds only this user (``secret_manifest``: Secret registry-nodes with the
-  bcrypt line under ``auth``); distribution refuses every push to a proxy. The proxy itself pulls from the push
-  registry with the push credential, inside the cluster.
+- the pull endpoint is a read-only registry: a second distribution instance on the push registry's storage with
+  ``storage.maintenance.readonly.enabled`` (every upload answered 405), whose htpasswd holds only this user
+  (``secret_manifest``: Secret registry-nodes, the bcrypt line under ``auth``). Not a pull-through proxy: tried,
+  distribution 2.8's proxy sends no credential to an upstream that asks for basic auth (its requests got 401), so
+  it could not read the push registry.
 
 What the credential grants is therefore exactly a pull of images that autoinstall already serves without any
 credential on the LAN on Day 0 (``/images/``): user-data (plain HTTP on the LAN) may carry it without breaking the

@@ -135,3 +135,13 @@ def test_push_refuses_without_a_credential(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("HOMELAB_REGISTRY_PASSWORD", "x")
     with pytest.raises(images.ImageError, match="HOMELAB_REGISTRY_USERNAME"):
         images.push([], CACHE, "127.0.0.1:1", print)
+
+
+def test_push_refuses_while_a_chart_pins_another_tag() -> None:
+    """`--push` checks the pins first: Argo CD deploys the pinned tag, so pushing another one would roll out nothing."""
+    _, helm_sha = images._helm(REPO)
+    entries = [{"name": i.name, "tag": images.image_tag(REPO, i, helm_sha)} for i in images.discover(REPO)]
+    assert images.stale_pins(REPO, entries) == []
+    dns = next(e for e in entries if e["name"] == "dns")
+    dns["tag"] = "0000000000000000"
+    assert images.stale_pins(REPO, entries) == ["charts/dns/values.yaml (builds 0000000000000000)"]

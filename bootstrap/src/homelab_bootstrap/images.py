@@ -50,7 +50,7 @@ BUILD_DEBS = (*BASE_DEBS, "python3-venv")
 # Documentation, manuals and translations are left out of every base (dpkg's path-exclude).
 EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*", "/usr/share/lintian/*")
 # A runtime base of a Python service (no debs of its own) is slimmed further: glibc's iconv charset modules are
-# never unpacked (Python has its own codecs), and base_slim.py (run inside it) drops the Essential packages a
+# never unpacked (Python has its own codecs), and slim.py (run inside it) drops the Essential packages a
 # container never uses, the standard library's unused parts, and makes the rest bytecode only. The build base
 # keeps everything (venv, ensurepip); a base with debs (bootstrap: git, ssh) keeps what its packages need.
 SLIM_EXCLUDES = ("/usr/lib/*/gconv/*",)
@@ -490,7 +490,8 @@ def stale_pins(root: Path, entries: list[dict[str, Any]]) -> list[str]:
 
 
 def push(entries: list[dict[str, Any]], cache: Path, registry: str, log: Log, *, tls_verify: bool = True) -> None:
-    """Push every image of ``entries`` from its archive to ``registry`` (``host[:port]``) as ``homelab/<name>:<tag>``.
+    """Push every image of ``entries`` (loaded from its archive) to ``registry`` (``host[:port]``) as
+    ``homelab/<name>:<tag>``.
 
     The credential comes from HOMELAB_REGISTRY_USERNAME / HOMELAB_REGISTRY_PASSWORD (Woodpecker secrets) and goes
     to buildah in a private auth file, never on a command line."""

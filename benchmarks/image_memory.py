@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: buildah and mount namespaces")
-    cache = REPO / ".cache" / "homelab" / "images"
+    cache = Path(os.environ.get("HOMELAB_IMAGE_CACHE") or Path.home() / ".cache" / "homelab" / "images")  # as tests/
     entries = {e["name"]: e for e in images.build(REPO, cache, print)}
     ref = images.ensure_loaded(entries["homepage"], cache)
 

@@ -19,6 +19,7 @@ git changes and Argo CD rolls it out.
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import hashlib
 import json
@@ -36,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homelab_bootstrap import slim as slimming
+
 REGISTRY = "homelab.internal"  # never resolved: Day 0 imports the archives, Day 2 mirrors it (registries.yaml)
 PREFIX = f"{REGISTRY}/homelab"
 SUITE = "bookworm"
@@ -46,6 +49,13 @@ BASE_DEBS = ("python3", "ca-certificates", "tzdata")
 BUILD_DEBS = (*BASE_DEBS, "python3-venv")
 # Documentation, manuals and translations are left out of every base (dpkg's path-exclude).
 EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*", "/usr/share/lintian/*")
+# A runtime base of a Python service (no debs of its own) is slimmed further: glibc's iconv charset modules are
+# never unpacked (Python has its own codecs), and slim.py (run inside it) drops the Essential packages a
+# container never uses, the standard library's unused parts, and makes the rest bytecode only. The build base
+# keeps everything (venv, ensurepip); a base with debs (bootstrap: git, ssh) keeps what its packages need.
+SLIM_EXCLUDES = ("/usr/lib/*/gconv/*",)
+SLIM_SCRIPT = Path(slimming.__file__)
+SLIM_SOURCE = "bootstrap/src/homelab_bootstrap/slim.py"  # in the checkout: the Dockerfile's build stage runs it
 RECIPE_VERSION = "1"  # bump when the base recipe below changes in a way its inputs do not show
 SIZE_GOAL_MB = 120.0
 HELM_LINK = Path(".cache/bin/helm")
@@ -136,14 +146,21 @@ def _digest(root: Path, files: Iterable[str], extra: Iterable[str] = ()) -> str:
     return h.hexdigest()[:16]
 
 
+def slim(debs: Iterable[str]) -> bool:
+    """Whether the base of ``debs`` is a slimmed runtime base: exactly a Python service's (BASE_DEBS)."""
+    return set(debs) == set(BASE_DEBS)
+
+
 def base_tag(debs: Iterable[str]) -> str:
-    recipe = {"suite": SUITE, "debs": sorted(set(debs)), "excludes": EXCLUDES, "recipe": RECIPE_VERSION}
+    recipe: dict[str, Any] = {"suite": SUITE, "debs": sorted(set(debs)), "excludes": EXCLUDES, "recipe": RECIPE_VERSION}
+    if slim(debs):
+        recipe["slim"] = [SLIM_EXCLUDES, hashlib.sha256(SLIM_SCRIPT.read_bytes()).hexdigest()]
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def image_tag(root: Path, image: Image, helm_sha: str) -> str:
     """The tag of ``image``: a digest of everything its build reads."""
-    common = ["services/Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock", "README.md"]
+    common = ["services/Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock", "README.md", SLIM_SOURCE]
     paths = [*common, *(str(m) for m in image.members), *image.context]
     # every member's pyproject.toml: uv resolves the whole workspace even to install one member
     paths += [str(p.relative_to(root)) for p in sorted(root.glob("services/*/pyproject.toml"))]
@@ -212,7 +229,11 @@ def ensure_base(debs: tuple[str, ...], cache: Path, log: Log) -> str:
         cmd += ["--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"]  # no usrmerge package (and its perl)
         if shutil.which("eatmydata"):  # dpkg without fsync: several times faster, and the result is a tarball
             cmd += ["--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata"]
-        cmd += [f"--dpkgopt=path-exclude={pattern}" for pattern in EXCLUDES]
+        excludes = EXCLUDES + (SLIM_EXCLUDES if slim(debs) else ())
+        cmd += [f"--dpkgopt=path-exclude={pattern}" for pattern in excludes]
+        if slim(debs):
+            cmd += [f"--customize-hook=upload {SLIM_SCRIPT} /slim.py"]
+            cmd += ['--customize-hook=chroot "$1" python3 /slim.py base && rm "$1/slim.py"']
         # the dpkg/apt leftovers of the build itself: no apt lists or caches, no logs
         cmd += ["--customize-hook=rm -rf $1/var/cache/debconf/*-old $1/var/lib/dpkg/*-old $1/var/log/*"]
         _run([*cmd, SUITE, str(tarball), MIRROR], f"mmdebstrap for {ref} (is {MIRROR} reachable?)")
@@ -458,6 +479,40 @@ def pin(root: Path, entries: list[dict[str, Any]], log: Log) -> list[Path]:
     return changed
 
 
+def stale_pins(root: Path, entries: list[dict[str, Any]]) -> list[str]:
+    """The charts whose pinned tag is not the one this tree builds (what ``--pin`` would change)."""
+    stale = []
+    for entry in entries:
+        values = root / "charts" / entry["name"] / "values.yaml"
+        if values.is_file() and f'tag: "{entry["tag"]}"' not in values.read_text(encoding="utf-8"):
+            stale.append(f"{values.relative_to(root)} (builds {entry['tag']})")
+    return stale
+
+
+def push(entries: list[dict[str, Any]], cache: Path, registry: str, log: Log, *, tls_verify: bool = True) -> None:
+    """Push every image of ``entries`` (loaded from its archive) to ``registry`` (``host[:port]``) as
+    ``homelab/<name>:<tag>``.
+
+    The credential comes from HOMELAB_REGISTRY_USERNAME / HOMELAB_REGISTRY_PASSWORD (Woodpecker secrets) and goes
+    to buildah in a private auth file, never on a command line."""
+    username = os.environ.get("HOMELAB_REGISTRY_USERNAME", "")
+    password = os.environ.get("HOMELAB_REGISTRY_PASSWORD", "")
+    if not username or not password:
+        raise ImageError("pushing needs HOMELAB_REGISTRY_USERNAME and HOMELAB_REGISTRY_PASSWORD (the push credential)")
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    with tempfile.TemporaryDirectory(prefix="homelab-push-") as tmp:
+        auth = Path(tmp) / "auth.json"
+        auth.touch(mode=0o600)
+        auth.write_text(json.dumps({"auths": {registry: {"auth": token}}}), encoding="utf-8")
+        for entry in entries:
+            ref = ensure_loaded(entry, cache)
+            target = f"{registry}/homelab/{entry['name']}:{entry['tag']}"
+            started = time.monotonic()
+            cmd = ["buildah", "push", "--quiet", "--authfile", str(auth), f"--tls-verify={str(tls_verify).lower()}"]
+            _run([*cmd, ref, f"docker://{target}"], f"pushing {target}")
+            log(f"images: pushed {target} in {time.monotonic() - started:.1f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="homelab-images", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("HOMELAB_SOURCE", Path.cwd())))
@@ -466,6 +521,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tags", action="store_true", help="print each image's tag (no build) and exit; with --pin, pin them (no root)"
     )
+    parser.add_argument(
+        "--push",
+        metavar="REGISTRY",
+        help="after the build, check the charts pin these tags and push every image to REGISTRY (host[:port])",
+    )
+    parser.add_argument("--insecure", action="store_true", help="push over plain HTTP (an in-cluster Service)")
     parser.add_argument("only", nargs="*", help="build only these images (the index is not rewritten)")
     args = parser.parse_args(argv)
     root = args.root.resolve()
@@ -490,6 +551,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"images: {len(entries)} image(s), {total:.0f} MB in all, in {seconds:.1f} s; index {cache / 'index.json'}")
         if args.pin:
             pin(root, entries, log)
+        if args.push:
+            stale = stale_pins(root, entries)
+            if stale:  # Argo CD deploys the pinned tags: pushing others would change nothing on the cluster
+                raise ImageError(f"pins differ from this tree: {', '.join(stale)}: run ./task images -- --pin, commit")
+            push(entries, cache, args.push, log, tls_verify=not args.insecure)
     except ImageError as exc:
         print(f"images: {exc}", file=sys.stderr)
         return 1

@@ -21,7 +21,7 @@ from homelab_autoinstall.inventory import Inventory
 from homelab_autoinstall.service import Provisioner, UnknownMachine
 from homelab_autoinstall.settings import Settings
 from homelab_autoinstall.store import Event, Record, Store
-from homelab_autoinstall.userdata import ImageArchive, InstallOptions
+from homelab_autoinstall.userdata import ImageArchive, InstallOptions, RegistryMirror
 from homelab_common.openapi import Api, Text
 from homelab_common.settings import load_settings
 from homelab_common.site import Machine, normalise_mac
@@ -287,6 +287,14 @@ def read_images(folder: Path) -> tuple[ImageArchive, ...]:
     return tuple(ImageArchive(archive=e["archive"], sha256=e["sha256"]) for e in entries)
 
 
+def read_registry(settings: Settings) -> RegistryMirror | None:
+    """The Day 2 pull endpoint and the nodes' credential (the settings checked the file)."""
+    if settings.registry_url is None or settings.registry_credential_file is None:
+        return None
+    data = json.loads(settings.registry_credential_file.read_text(encoding="utf-8"))
+    return RegistryMirror(url=settings.registry_url, username=str(data["username"]), password=str(data["password"]))
+
+
 def create_app(settings: Settings | None = None, *, kube_client: kubernetes.client.ApiClient | None = None) -> Flask:
     settings = settings or load_settings(Settings)
     app = Flask("homelab_autoinstall")
@@ -299,6 +307,7 @@ def create_app(settings: Settings | None = None, *, kube_client: kubernetes.clie
         k3s_install_url=settings.k3s_install_url,
         packages=list(settings.packages),
         images=images,
+        registry=read_registry(settings),
     )
     store = Store(settings.state_file)
     app.extensions["autoinstall"] = Provisioner(

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from homelab_common.settings import ServiceSettings
@@ -53,6 +53,12 @@ class Settings(ServiceSettings):
     #: Day 0 images: the folder of `task images` (its index.json and OCI archives). Served under /images/, and every
     #: install puts each archive into k3s's image import folder, checked by sha256. Unset: none.
     images_dir: Path | None = None
+    #: Day 2 images: the read-only pull endpoint every node's k3s fetches ``homelab.internal/*`` images from
+    #: (registries.yaml), e.g. ``https://registry-pull.home.arpa``. Unset: no registries.yaml (Day 0 images only).
+    registry_url: str | None = Field(default=None, pattern=r"^https?://[^\s/'\"]+$")
+    #: The nodes' pull credential for ``registry_url``: the JSON file ``task up`` mints (``username``,
+    #: ``password``; homelab_bootstrap.registry). Required with ``registry_url``.
+    registry_credential_file: Path | None = None
 
     @field_validator("wol_broadcast", "events_namespace", "pod_name", mode="before")
     @classmethod
@@ -87,6 +93,30 @@ class Settings(ServiceSettings):
         if missing:
             raise ValueError(f"archives missing from {value}: {', '.join(missing)}: run ./task images")
         return value
+
+    @field_validator("registry_url", "registry_credential_file", mode="before")
+    @classmethod
+    def _registry_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("registry_credential_file")
+    @classmethod
+    def _registry_credential(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            data = json.loads(value.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not data.get("username") or not data.get("password"):
+                raise ValueError("needs non-empty username and password")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{value}: not a readable credential file ({exc}): run ./task up, or unset it") from None
+        return value
+
+    @model_validator(mode="after")
+    def _registry_pair(self) -> Settings:
+        if (self.registry_url is None) != (self.registry_credential_file is None):
+            raise ValueError("registry_url and registry_credential_file go together: set both or neither")
+        return self
 
     @field_validator("packages")
     @classmethod

@@ -61,6 +61,16 @@ class ImageArchive:
 
 
 @dataclass(frozen=True)
+class RegistryMirror:
+    """Day 2: where nodes pull ``homelab.internal/*`` images from, with the nodes' pull-only credential
+    (homelab_bootstrap.registry: minted by `task up`, accepted only by the read-only pull endpoint)."""
+
+    url: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class InstallOptions:
     """Settings that shape every machine's install (from the service's settings)."""
 
@@ -68,6 +78,7 @@ class InstallOptions:
     k3s_install_url: str = "https://get.k3s.io"
     packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
     images: tuple[ImageArchive, ...] = ()
+    registry: RegistryMirror | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +208,21 @@ def image_commands(seed_url: str, images: tuple[ImageArchive, ...]) -> list[str]
     return commands
 
 
+#: Our image names' registry host (homelab_bootstrap.images.REGISTRY): never resolved, only mirrored.
+IMAGE_REGISTRY = "homelab.internal"
+REGISTRIES_PATH = "/etc/rancher/k3s/registries.yaml"
+
+
+def registries(mirror: RegistryMirror) -> dict[str, Any]:
+    """k3s's registries.yaml: ``homelab.internal/*`` pulled from the mirror's endpoint with the nodes' credential
+    (docs.k3s.io/installation/private-registry: ``mirrors`` and ``configs``, keyed by the endpoint's host)."""
+    host = mirror.url.split("://", 1)[1]
+    return {
+        "mirrors": {IMAGE_REGISTRY: {"endpoint": [mirror.url]}},
+        "configs": {host: {"auth": {"username": mirror.username, "password": mirror.password}}},
+    }
+
+
 def late_commands(
     site: Site, machine: Machine, secrets: MachineSecrets, seed_url: str, options: InstallOptions
 ) -> list[str]:
@@ -220,6 +246,7 @@ def late_commands(
         write_file("/etc/rancher/k3s/config.yaml", _yaml(k3s_config(site, machine)), "0600"),
         *kube_vip_commands(site, machine),
         *image_commands(seed_url, options.images),
+        *([write_file(REGISTRIES_PATH, _yaml(registries(options.registry)), "0600")] if options.registry else []),
         f"curtin in-target --target=/target -- sh -c {shlex.quote(install)}",
         # The nonce binds the report to this fetch: a copy of the seed URL alone cannot mark the machine installed.
         f"curl -fsS -X POST --data nonce={secrets.nonce} {shlex.quote(seed_url + 'installed')}",

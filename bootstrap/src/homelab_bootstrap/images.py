@@ -420,10 +420,16 @@ def _base_sets(root: Path) -> list[tuple[str, ...]]:
     return [BUILD_DEBS, *(BASE_DEBS + image.debs for image in discover(root))]
 
 
-def prune(cache: Path, keep: set[str], log: Log) -> None:
-    """Remove the archives and buildah images of ours that the current tree no longer builds."""
+#: An archive the current tree does not build is removed once it is this old: another checkout sharing the cache
+#: (a second clone, a CI run beside a working tree) may have built it moments ago and still be using it.
+STALE_AFTER_S = 6 * 3600
+
+
+def prune(cache: Path, keep: set[str], log: Log, now: float | None = None) -> None:
+    """Remove the archives and buildah images of ours that the current tree no longer builds (see STALE_AFTER_S)."""
+    now = time.time() if now is None else now
     for archive in sorted(cache.glob("*.tar")):
-        if archive.name not in keep:
+        if archive.name not in keep and now - archive.stat().st_mtime > STALE_AFTER_S:
             archive.unlink()
             log(f"images: removed the stale archive {archive.name}")
     current = {name.removesuffix(".tar") for name in keep}
@@ -431,7 +437,8 @@ def prune(cache: Path, keep: set[str], log: Log) -> None:
     for image in json.loads(out or "[]"):
         for name in image.get("names") or []:
             repo, _, tag = name.rpartition(":")
-            if repo.startswith(f"{PREFIX}/") and f"{repo.rsplit('/', 1)[1]}-{tag}" not in current:
+            stem = f"{repo.rsplit('/', 1)[1]}-{tag}"
+            if repo.startswith(f"{PREFIX}/") and stem not in current and not (cache / f"{stem}.tar").exists():
                 subprocess.run(["buildah", "rmi", name], capture_output=True, check=False)
 
 

@@ -430,13 +430,12 @@ def record_apis(modules: list[types.ModuleType]) -> list[dict[str, Any]]:
     return [documents[k] for k in sorted(documents)]
 
 
-def service_page(name: str, package: str, folder: Path, docs: dict[str, str]) -> str:
+def service_page(name: str, package: str, folder: Path, docs: dict[str, set[str]]) -> str:
+    before = metric_names()
     modules = import_all(package)
     settings_cls = importlib.import_module(f"{package}.settings").Settings
-    before = metric_names()
     documents = record_apis(modules)
-    metrics = metric_rows(metric_names() - before - docs["baseline"])  # type: ignore[operator]
-    docs["seen"] |= metric_names()  # type: ignore[operator]
+    metrics = metric_rows(metric_names() - before - docs["baseline"])
     member = folder.parents[1]
     description = ""
     with contextlib.suppress(OSError, KeyError):
@@ -640,7 +639,7 @@ def generate() -> dict[str, str]:
     for module in ("homelab_common",):
         import_all(module)
     common_metrics = metric_names() - baseline
-    docs: dict[str, Any] = {"baseline": baseline | common_metrics, "seen": set()}
+    docs = {"baseline": baseline | common_metrics}
     services = service_packages()
     pages = {f"services/{name}.md": service_page(name, package, folder, docs) for name, package, folder in services}
     pages["services/index.md"] = common_page(services, metric_rows(common_metrics))

@@ -213,20 +213,28 @@ def models_in(tp: Any) -> Iterator[type[BaseModel]]:
         yield from models_in(arg)
 
 
-def model_table(model: type[BaseModel], prefix: str = "") -> str:
+def model_table(model: type[BaseModel], prefix: str = "", sections: dict[type, str] | None = None) -> str:
+    """One row per field; a field whose type has its own section (``sections``: model -> heading) links to it."""
     docs = comment_docs(model)
     rows = []
     for name, info in model.model_fields.items():
         limits = constraints(info)
-        rows.append(
-            [
-                code(prefix + name),
-                code(type_name(info.annotation)) + (f" ({limits})" if limits else ""),
-                default_text(info),
-                docs.get(name, ""),
-            ]
-        )
+        kind = code(type_name(info.annotation)) + (f" ({limits})" if limits else "")
+        default = default_text(info)
+        linked = [sections[m] for m in models_in(info.annotation) if sections and m in sections]
+        if linked:
+            kind += " (" + ", ".join(f"[{heading}](#{slug(heading)})" for heading in linked) + ")"
+            if isinstance(info.default, BaseModel):
+                default = "its fields' defaults"
+        rows.append([code(prefix + name), kind, default, docs.get(name, "")])
     return table(["field", "type", "default", "description"], rows)
+
+
+def slug(heading: str) -> str:
+    """The anchor MkDocs (Python-Markdown's toc) gives a heading."""
+    from markdown.extensions.toc import slugify
+
+    return slugify(heading, "-")
 
 
 def gunicorn_settings() -> list[list[str]]:
@@ -514,22 +522,23 @@ def site_page() -> str:
         "`site.example.yaml`. Secrets are never in the file: a `SecretRef` names a `file` or an `env`ironment "
         "variable holding the value.\n"
     )
-    seen: set[type[BaseModel]] = set()
+    sections: dict[type, str] = {}
     queue: list[tuple[str, type[BaseModel]]] = [("", Site)]
     while queue:
         path, model = queue.pop(0)
-        if model in seen:
+        if model in sections:
             continue
-        seen.add(model)
-        title = path or "top level"
-        out.append(f"\n## {title}\n\n")
-        if doc_of(model):
-            out.append(f"`{model.__name__}`: {doc_of(model)}\n\n")
-        out.append(model_table(model, prefix=f"{path}." if path else ""))
+        sections[model] = path or "top level"
         for name, info in model.model_fields.items():
             for nested in models_in(info.annotation):
                 many = typing.get_origin(info.annotation) in (list, dict) or "list[" in type_name(info.annotation)
                 queue.append((f"{path + '.' if path else ''}{name}{'[]' if many else ''}", nested))
+    for model, heading in sections.items():
+        out.append(f"\n## {heading}\n\n")
+        if doc_of(model):
+            out.append(f"`{model.__name__}`: {doc_of(model)}\n\n")
+        prefix = "" if heading == "top level" else f"{heading}."
+        out.append(model_table(model, prefix=prefix, sections=sections))
     return "".join(out)
 
 

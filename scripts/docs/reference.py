@@ -410,6 +410,7 @@ def record_apis(modules: list[types.ModuleType]) -> list[dict[str, Any]]:
     from homelab_common import openapi
 
     made: list[Any] = []
+    failures: list[str] = []
     original = openapi.Api.__post_init__
 
     def record(self: Any) -> None:
@@ -432,8 +433,16 @@ def record_apis(modules: list[types.ModuleType]) -> list[dict[str, Any]]:
                     for p in inspect.signature(function).parameters.values()
                     if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
                 ]
-                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                    function(*args)
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                        function(*args)
+                except Exception as exc:  # reported below when it cost the service its API page
+                    failures.append(f"{module.__name__}.{function.__name__}: {type(exc).__name__}: {exc}")
+    if not made and failures:
+        raise SystemExit(
+            "cannot build the OpenAPI document from stand-in arguments (give the Api a builder function that takes "
+            "only what the operations need): " + "; ".join(failures)
+        )
     documents = {json.dumps(api.document, sort_keys=True): api.document for api in made}
     return [documents[k] for k in sorted(documents)]
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,9 @@ def rule_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def stack(rule_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Our services, Alertmanager and Prometheus on loopback, scraped at least twice and every rule evaluated."""
     tmp = tmp_path_factory.mktemp("stack")
-    with KubeEmulator() as kube, running(tmp, kube, list(rule_files.values())) as stack:
+    with _RUNNING:
+        kube = _RUNNING.enter_context(KubeEmulator())
+        stack = _RUNNING.enter_context(running(tmp, kube, list(rule_files.values())))
         for _ in range(3):  # API traffic: scrapes and probes are not what the SLIs count
             for name in stack.ports:
                 assert http_status(f"{stack.url(name)}/openapi.json") == 200
@@ -27,6 +30,19 @@ def stack(rule_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
         wait_until("every rule group evaluated", lambda: _evaluated(stack), procs=stack.procs)
         wait_until("homepage's first probe", lambda: stack.query("homelab_homepage_apps_by_status"))
         yield stack
+
+
+#: What the stack runs (the emulator, six services, Prometheus, Alertmanager); closed after the last test here
+_RUNNING = contextlib.ExitStack()
+_HERE = Path(__file__).parent
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the stack once the last observability test is done, not at the end of the session: the tests after
+    these (VMs under TCG, image runs) need the CPU its processes would keep using."""
+    if nextitem is None or _HERE not in nextitem.path.parents:
+        _RUNNING.close()
 
 
 def _scraped_twice(stack: Stack) -> bool:

@@ -53,6 +53,20 @@ PATHS: dict[Kind, str] = {
 }
 
 
+#: What a real API server (managedFields) or kubectl (the last applied object, as a JSON string) adds to an
+#: object's metadata and the homepage never reads; together often more than the rest of the object.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def drop_server_bulk(obj: dict[str, Any]) -> dict[str, Any]:
+    """``json.loads``' object hook for a list: drop ``managedFields`` and the last-applied annotation as each
+    object is parsed, so a first list (the worker's memory peak) never holds them all at once."""
+    if "resourceVersion" in obj:  # an object's metadata (not, say, a label that happens to be so named)
+        obj.pop("managedFields", None)
+    obj.pop(LAST_APPLIED, None)
+    return obj
+
+
 def lister(api: kubernetes.client.ApiClient, path: str) -> Callable[..., Any]:
     """List (or watch) every object at ``path`` through the official client's ApiClient, as plain JSON dicts.
 
@@ -92,9 +106,10 @@ def lister(api: kubernetes.client.ApiClient, path: str) -> Callable[..., Any]:
         if watch or not _preload_content:
             return response.response  # the urllib3 response, streamed by kubernetes.watch
         try:
-            return json.loads(response.read())  # type: ignore[no-untyped-call]
+            text = response.read().decode()  # type: ignore[no-untyped-call]
         finally:
             response.response.release_conn()
+        return json.loads(text, object_hook=drop_server_bulk)
 
     call.__name__ = "list_" + path.rsplit("/", 1)[-1]
     return call

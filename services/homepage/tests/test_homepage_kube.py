@@ -19,7 +19,8 @@ from homepage_factories import endpoint_slice, homepage, ingress, parts, pod, se
 
 from homelab_common.k8s.testing import KubeEmulator, kube, wait_for
 from homelab_homepage.app import create_app
-from homelab_homepage.kube import LAST_APPLIED, PATHS, lister
+from homelab_homepage.catalog import Kind
+from homelab_homepage.kube import LAST_APPLIED, PATHS, READS, SLIMMERS, lister, parse_list
 from homelab_homepage.settings import Settings
 
 __all__ = ["kube"]  # the fixture, re-exported for pytest
@@ -184,9 +185,30 @@ def test_lists_are_parsed_without_managed_fields_or_last_applied(cluster: Cluste
         *kube.api_client().param_serialize("GET", PATHS["ingress"], header_params={"Accept": "application/json"})
     )
     assert "managedFields" in json.loads(served.read())["items"][0]["metadata"], "the emulator keeps it: a real test"
-    meta = lister(kube.api_client(), PATHS["ingress"])()["items"][0]["metadata"]
+    meta = lister(kube.api_client(), "ingress")()["items"][0]["metadata"]
     assert "managedFields" not in meta
     assert LAST_APPLIED not in meta["annotations"]
     assert meta["labels"] == {"managedFields": "kept"}
     assert meta["annotations"]["x/y"] == "z"
     assert meta["annotations"]["gethomepage.dev/enabled"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj"),
+    [
+        ("ingress", ingress("a", host="a.lan", tls=True, annotations=homepage(name="A"))),
+        ("pod", pod("p", {"app": "web"}, True)),
+        ("pod", pod("q", {"app": "web"}, False)),
+        ("slice", endpoint_slice("web", [True, False], terminating=1)),
+        ("service", service("web", type_="ExternalName")),
+    ],
+)
+def test_a_list_parsed_without_unread_fields_gives_the_same_records(kind: Kind, obj: dict[str, Any]) -> None:
+    """READS must name every top-level field core.slim_* reads: its records are the same with and without the rest."""
+    obj = obj | {"status": {**obj.get("status", {}), "containerStatuses": [{"name": "main", "ready": True}]}}
+    obj["spec"] = {**obj.get("spec", {}), "volumes": [{"name": "v", "ephemeral": {"volumeClaimTemplate": {
+        "metadata": {"labels": {"a": "b"}}, "spec": {"accessModes": ["ReadWriteOnce"]}}}}]}  # fmt: skip
+    parsed = parse_list(json.dumps({"metadata": {"resourceVersion": "9"}, "items": [obj]}), READS[kind])
+    assert parsed["metadata"] == {"resourceVersion": "9"}
+    assert set(parsed["items"][0]) == READS[kind] & set(obj)
+    assert SLIMMERS[kind](parsed["items"][0]) == SLIMMERS[kind](obj)

@@ -24,6 +24,7 @@ from homelab_homepage.core import (
     slim_pod,
     slim_service,
 )
+from homelab_homepage.kube import LAST_APPLIED
 
 
 def parse(obj: dict, instance: str = ""):  # type: ignore[no-untyped-def]
@@ -289,3 +290,10 @@ def test_an_update_to_fields_the_record_does_not_hold_is_no_change(kind: str, ob
     record = slim(obj)
     assert slim(noisy) == record
     assert not hasattr(record, "__dict__")  # slotted: 2,500 of them for 500 apps
+
+
+def test_an_ingress_record_keeps_only_the_conventions_annotations() -> None:
+    """kubectl's last-applied-configuration (the whole object again) and other tools' keys are never read."""
+    ours = homepage(name="Git") | {"hajimari.io/enable": "true", "forecastle.stakater.com/expose": "true"}
+    obj = ingress("a", host="a.lan", annotations=ours | {LAST_APPLIED: "{}", "nginx.ingress.kubernetes.io/x": "y"})
+    assert dict(slim_ingress(obj).annotations) == ours

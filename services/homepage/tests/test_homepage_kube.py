@@ -6,6 +6,7 @@ through the API and waits, with a generous bound, until the page (or the JSON AP
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,8 @@ from homepage_factories import endpoint_slice, homepage, ingress, parts, pod, se
 
 from homelab_common.k8s.testing import KubeEmulator, kube, wait_for
 from homelab_homepage.app import create_app
+from homelab_homepage.catalog import Kind
+from homelab_homepage.kube import LAST_APPLIED, PATHS, READS, SLIMMERS, lister, parse_list
 from homelab_homepage.settings import Settings
 
 __all__ = ["kube"]  # the fixture, re-exported for pytest
@@ -169,3 +172,43 @@ def test_the_gunicorn_master_loads_neither_flask_nor_kubernetes() -> None:
         "assert not {'flask', 'kubernetes'} & set(sys.modules), 'imported in the master'\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_lists_are_parsed_without_managed_fields_or_last_applied(cluster: Cluster, kube: KubeEmulator) -> None:
+    """What a real API server and kubectl add (and the homepage never reads) is dropped as the list is parsed;
+    the rest of the object, other annotations and labels included, is as served."""
+    obj = ingress("a", host="a.lan", annotations={**homepage(), LAST_APPLIED: '{"kind":"Ingress"}', "x/y": "z"})
+    obj["metadata"]["labels"] = {"managedFields": "kept"}  # a label so named is no server-set field
+    obj["metadata"]["managedFields"] = [{"manager": "helm", "operation": "Apply", "fieldsType": "FieldsV1"}]
+    cluster.net.create_namespaced_ingress("apps", obj)
+    served = kube.api_client().call_api(
+        *kube.api_client().param_serialize("GET", PATHS["ingress"], header_params={"Accept": "application/json"})
+    )
+    assert "managedFields" in json.loads(served.read())["items"][0]["metadata"], "the emulator keeps it: a real test"
+    meta = lister(kube.api_client(), "ingress")()["items"][0]["metadata"]
+    assert "managedFields" not in meta
+    assert LAST_APPLIED not in meta["annotations"]
+    assert meta["labels"] == {"managedFields": "kept"}
+    assert meta["annotations"]["x/y"] == "z"
+    assert meta["annotations"]["gethomepage.dev/enabled"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj"),
+    [
+        ("ingress", ingress("a", host="a.lan", tls=True, annotations=homepage(name="A"))),
+        ("pod", pod("p", {"app": "web"}, True)),
+        ("pod", pod("q", {"app": "web"}, False)),
+        ("slice", endpoint_slice("web", [True, False], terminating=1)),
+        ("service", service("web", type_="ExternalName")),
+    ],
+)
+def test_a_list_parsed_without_unread_fields_gives_the_same_records(kind: Kind, obj: dict[str, Any]) -> None:
+    """READS must name every top-level field core.slim_* reads: its records are the same with and without the rest."""
+    obj = obj | {"status": {**obj.get("status", {}), "containerStatuses": [{"name": "main", "ready": True}]}}
+    obj["spec"] = {**obj.get("spec", {}), "volumes": [{"name": "v", "ephemeral": {"volumeClaimTemplate": {
+        "metadata": {"labels": {"a": "b"}}, "spec": {"accessModes": ["ReadWriteOnce"]}}}}]}  # fmt: skip
+    parsed = parse_list(json.dumps({"metadata": {"resourceVersion": "9"}, "items": [obj]}), READS[kind])
+    assert parsed["metadata"] == {"resourceVersion": "9"}
+    assert set(parsed["items"][0]) == READS[kind] & set(obj)
+    assert SLIMMERS[kind](parsed["items"][0]) == SLIMMERS[kind](obj)

@@ -37,6 +37,7 @@ Severity = Literal["error", "warning", "info"]
 GETHOMEPAGE = "gethomepage.dev/"
 HAJIMARI = "hajimari.io/"
 FORECASTLE = "forecastle.stakater.com/"
+CONVENTIONS = (GETHOMEPAGE, HAJIMARI, FORECASTLE)
 GETHOMEPAGE_KEYS = frozenset(
     {
         "enabled",
@@ -241,7 +242,9 @@ def slim_ingress(obj: Mapping[str, Any]) -> SlimIngress:
     return SlimIngress(
         namespace=str(meta.get("namespace") or "default"),
         name=str(meta.get("name") or ""),
-        annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items())),
+        # Only the conventions' keys: others (kubectl's last-applied-configuration, a copy of the whole object,
+        # ingress controllers' settings) are never read and would stay cached for every Ingress.
+        annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items() if str(k).startswith(CONVENTIONS))),
         hosts=hosts,
         first_path=first_path,
         tls=bool(spec.get("tls")),

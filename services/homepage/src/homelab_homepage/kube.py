@@ -1,7 +1,8 @@
 """The Kubernetes adapter: four watch caches (Ingresses, EndpointSlices, Pods, Services) feeding the catalog.
 
-Each listed or watched object is reduced to a small record (``core.slim_*``) by the informer's transform, on
-the informer's thread: the cache keeps only that record, which the catalog shares (one copy of each, no JSON
+A list is parsed without what the homepage never reads (:func:`parse_list`). Each listed or watched object is
+reduced to a small record (``core.slim_*``) by the informer's transform, on the informer's thread: the cache
+keeps only that record, which the catalog shares (one copy of each, no JSON
 kept), and an update that changes nothing the record holds is no change at all. The catalog rebuilds the page
 off the request path. A page view therefore makes no Kubernetes API call at all; the API
 sees one list and one long-lived watch per kind (plus a relist every ``resync_seconds``), whatever the traffic.
@@ -53,8 +54,40 @@ PATHS: dict[Kind, str] = {
 }
 
 
-def lister(api: kubernetes.client.ApiClient, path: str) -> Callable[..., Any]:
-    """List (or watch) every object at ``path`` through the official client's ApiClient, as plain JSON dicts.
+#: What kubectl adds to an object's annotations (the last applied object, as a JSON string) and the homepage
+#: never reads; with a real API server's ``managedFields``, often more than the rest of the object.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+#: The top-level fields of each kind's objects that ``core.slim_*`` reads (keep in step with them); the others,
+#: a Pod's spec above all (containers, env, volumes: often kilobytes), are dropped as a list is parsed.
+READS: dict[Kind, frozenset[str]] = {
+    "ingress": frozenset({"metadata", "spec"}),
+    "slice": frozenset({"metadata", "endpoints"}),
+    "pod": frozenset({"metadata", "status"}),
+    "service": frozenset({"metadata", "spec"}),
+}
+
+
+def parse_list(text: str, reads: frozenset[str]) -> Any:
+    """A list response, each object parsed without what the homepage never reads: ``managedFields``, the
+    last-applied annotation and the top-level fields not in ``reads``. ``json.loads`` builds a dict's contents
+    before calling the hook on it, so each object's bulk is dropped right after it is parsed and a first list
+    (the worker's memory peak) or a relist never holds it all at once."""
+
+    def hook(obj: dict[str, Any]) -> dict[str, Any]:
+        if "resourceVersion" in obj:  # an object's metadata (not, say, a label that happens to be so named)
+            obj.pop("managedFields", None)
+        obj.pop(LAST_APPLIED, None)
+        if "metadata" in obj and "items" not in obj:  # an object (the list itself has items)
+            return {key: value for key, value in obj.items() if key in reads}
+        return obj
+
+    return json.loads(text, object_hook=hook)
+
+
+def lister(api: kubernetes.client.ApiClient, kind: Kind) -> Callable[..., Any]:
+    """List (or watch) every object of ``kind`` (at ``PATHS[kind]``) through the official client's ApiClient, as
+    plain JSON dicts.
 
     Why not ``CoreV1Api(api).list_pod_for_all_namespaces``: in kubernetes 35+ every generated API method is
     wrapped in pydantic's ``validate_call``, and importing CoreV1Api alone builds ~400 validators (about 80 MB
@@ -82,7 +115,7 @@ def lister(api: kubernetes.client.ApiClient, path: str) -> Callable[..., Any]:
         if allow_watch_bookmarks is not None:
             query.append(("allowWatchBookmarks", allow_watch_bookmarks))
         request = api.param_serialize(
-            "GET", path, query_params=query, header_params={"Accept": "application/json"},
+            "GET", PATHS[kind], query_params=query, header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
         )  # fmt: skip
         response = api.call_api(*request, _request_timeout=_request_timeout)
@@ -92,11 +125,12 @@ def lister(api: kubernetes.client.ApiClient, path: str) -> Callable[..., Any]:
         if watch or not _preload_content:
             return response.response  # the urllib3 response, streamed by kubernetes.watch
         try:
-            return json.loads(response.read())  # type: ignore[no-untyped-call]
+            text = response.read().decode()  # type: ignore[no-untyped-call]
         finally:
             response.response.release_conn()
+        return parse_list(text, READS[kind])
 
-    call.__name__ = "list_" + path.rsplit("/", 1)[-1]
+    call.__name__ = "list_" + PATHS[kind].rsplit("/", 1)[-1]
     return call
 
 
@@ -113,9 +147,9 @@ class KubeSource:
         self._catalog = catalog
         self._sanitize: Callable[[Any], Any] = api.sanitize_for_serialization
         self.informers: dict[Kind, Informer] = {}
-        for kind, path in PATHS.items():
+        for kind in PATHS:
             informer = Informer(
-                lister(api, path),
+                lister(api, kind),
                 name=f"homepage-{kind}",
                 resync_period=resync_seconds,
                 backoff=backoff(),

@@ -165,7 +165,7 @@ def test_the_nodes_pull_endpoint_is_a_read_only_registry_on_the_push_registrys_v
     assert term["labelSelector"]["matchLabels"] == {"app": "docker-registry", "release": "registry"}
     assert service.body["spec"]["type"] == "NodePort"
     (port,) = service.body["spec"]["ports"]
-    assert registry.PULL_URL == f"http://127.0.0.1:{port['nodePort']}"
+    assert f"http://127.0.0.1:{port['nodePort']}" == registry.PULL_URL
 
 
 def test_site_values_carry_the_domain_into_upstream_keys() -> None:

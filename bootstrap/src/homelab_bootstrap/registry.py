@@ -83,6 +83,18 @@ def htpasswd_line(credential: Credential) -> str:
     return f"{credential.username}:{hashed.replace('$2b$', '$2y$', 1)}"
 
 
+def matches(data: dict[str, str], credential: Credential) -> bool:
+    """Whether a registry-nodes Secret's decoded ``data`` holds ``credential`` and an htpasswd line that verifies."""
+    user, _, hashed = data.get("auth", "").strip().partition(":")
+    expected = (credential.username, credential.password, credential.username)
+    if (data.get("username"), data.get("password"), user) != expected or not hashed.startswith("$2y$"):
+        return False
+    try:
+        return bcrypt.checkpw(credential.password.encode(), hashed.replace("$2y$", "$2b$", 1).encode())
+    except ValueError:  # not a bcrypt hash at all
+        return False
+
+
 def secret_manifest(credential: Credential) -> dict[str, Any]:
     """Secret registry-nodes (namespace registry): the pull mirror's htpasswd file (``auth``) and the credential."""
     return {

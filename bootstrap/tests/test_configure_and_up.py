@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from homelab_bootstrap import configure, up
+from homelab_bootstrap import configure, registry, up
 from homelab_bootstrap.__main__ import parser
-from homelab_common.site import load_site
+from homelab_common.site import load_site, parse_site
 from homelab_common.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -306,6 +309,25 @@ def test_boot_services_serve_the_day0_images_once_built(tmp_path: Path) -> None:
     assert env["autoinstall"]["HOMELAB_AUTOINSTALL_IMAGES_DIR"] == str(up.images_dir(opts).resolve())
 
 
+def test_boot_services_give_every_install_the_pull_endpoint_and_one_credential(tmp_path: Path) -> None:
+    opts = _opts(tmp_path, REPO / "site.example.yaml")
+    site = load_site(REPO / "site.example.yaml")
+    env = up.boot_service_env(opts, site, "192.168.1.5")["autoinstall"]
+    assert env["HOMELAB_AUTOINSTALL_REGISTRY_URL"] == registry.PULL_URL
+    path = Path(env["HOMELAB_AUTOINSTALL_REGISTRY_CREDENTIAL_FILE"])
+    assert path == (opts.state / registry.FILE).resolve()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    minted = path.read_text()
+    up.boot_service_env(opts, site, "192.168.1.5")
+    assert path.read_text() == minted, "minted once, then reused (reinstalled nodes get the same credential)"
+    path.write_text("{}")
+    with pytest.raises(up.PreflightError, match=r"registry-nodes.json: no 'username'.*delete the file"):
+        up.boot_service_env(opts, site, "192.168.1.5")
+    off = parse_site(site.model_dump(mode="json") | {"apps": site.apps.model_dump() | {"registry": False}})
+    env = up.boot_service_env(opts, off, "192.168.1.5")["autoinstall"]
+    assert "HOMELAB_AUTOINSTALL_REGISTRY_URL" not in env
+
+
 def test_up_at_a_terminal_without_a_site_file_runs_the_wizard_first(tmp_path: Path) -> None:
     """Driven through a pseudo-terminal, as a person at the keyboard would."""
     import os
@@ -439,9 +461,15 @@ def test_metal_stage_follows_the_real_autoinstall_service_until_every_machine_is
                 user_data = urllib.request.urlopen(seed + "user-data").read().decode()
                 nonce = re.search(r"nonce=[A-Za-z0-9_-]+", user_data)
                 assert nonce is not None
+                written = re.search(
+                    r"echo ([A-Za-z0-9+/=]+) \| base64 -d > /target/etc/rancher/k3s/registries.yaml", user_data
+                )
+                assert written is not None, "every install writes registries.yaml (Day 2 images)"
+                mirrors.append(yaml.safe_load(base64.b64decode(written.group(1))))
                 report = urllib.request.Request(seed + "installed", data=nonce.group(0).encode(), method="POST")
                 urllib.request.urlopen(report).read()
 
+        mirrors: list[Any] = []
         installer = threading.Thread(target=install_all)
         lines: list[str] = []
         installer.start()
@@ -456,3 +484,10 @@ def test_metal_stage_follows_the_real_autoinstall_service_until_every_machine_is
         log.close()
         wol.close()
     assert lines[-1] == "metal: node1 installed, node2 installed, node3 installed"
+    credential = registry.node_credential(opts.state)
+    auth = {"username": credential.username, "password": credential.password}
+    expected = {
+        "mirrors": {"homelab.internal": {"endpoint": [registry.PULL_URL]}},
+        "configs": {"127.0.0.1:30500": {"auth": auth}},
+    }
+    assert mirrors == [expected] * len(site.machines)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from homelab_bootstrap import gitops, job
+from homelab_bootstrap import gitops, job, registry
 from homelab_bootstrap.gitserve import GitHttpBackend, GitHttpServer
 from homelab_bootstrap.kube import Kube
 from homelab_bootstrap.seed import SeedRepo
@@ -166,7 +166,8 @@ def test_bootstrap_applies_in_order_waits_for_apps_and_a_rerun_changes_nothing(
     assert "argocd installed with helm" in changes
     assert any(line.startswith("apps: ") and "Synced and Healthy" in line for line in lines)
     # credentials are annotated Secrets in gitops/system/secrets, filled by the secrets controller: none made here
-    assert kube.objects("v1/secrets") == {}
+    # but the pull endpoint's, from the nodes' credential minted outside the cluster (it is on the nodes already)
+    assert set(kube.objects("v1/secrets")) == {"registry/registry-nodes"}
 
     before = _versions(kube)
     ctx.kube.writes.clear()
@@ -485,6 +486,40 @@ def test_alerting_ntfy_becomes_the_homepages_secret_with_the_token_from_its_refe
     assert "secret homepage/homepage-ntfy set from the site file's alerting.ntfy" not in job.step_secrets(ctx)
     ctx.environ = {}
     with pytest.raises(job.BootstrapError, match=r"secret homepage/homepage-ntfy: .*NTFY_TOKEN"):
+        job.step_secrets(ctx)
+
+
+def test_the_registry_pull_endpoints_htpasswd_comes_from_the_nodes_credential_and_is_never_printed(
+    kube: KubeEmulator, tmp_path: Path
+) -> None:
+    ctx = _context(kube, tmp_path, FakeHelm())
+    said: list[str] = []
+    ctx.say = said.append
+    steps = [s for s in job.STEPS if s[0] in ("namespaces", "secrets")]
+    changes = job.run(ctx, steps)
+    assert "secret registry/registry-nodes set from the nodes' registry credential" in changes
+    credential = registry.node_credential(ctx.state)  # what `task up` gave autoinstall for registries.yaml
+    stored = kube.objects("v1/secrets", "registry")["registry/registry-nodes"]["data"]
+    data = {k: base64.b64decode(v).decode() for k, v in stored.items()}
+    assert data["username"] == credential.username
+    assert data["password"] == credential.password
+    (line,) = data["auth"].splitlines()  # the nodes' user only: the push credential is not in this file
+    assert registry.matches(data, credential)
+    assert line.startswith(f"{credential.username}:$2y$")
+    assert not any(credential.password in s or line in s for s in said)
+    # a rerun leaves it (no new salt), a wrong hash is repaired, and a Job without the state file keeps it
+    assert job.step_secrets(ctx) == []
+    Kube(kube.api_client()).apply(
+        job._secret("registry", "registry-nodes", data | {"auth": line.split("$2y$")[0] + "$2y$10$broken\n"})
+    )
+    assert job.step_secrets(ctx) == ["secret registry/registry-nodes set from the nodes' registry credential"]
+    (ctx.state / registry.FILE).unlink()
+    assert job.step_secrets(ctx) == []
+    assert not (ctx.state / registry.FILE).exists(), "no new credential minted over the one the nodes hold"
+    (ctx.state / registry.FILE).write_text("{}")
+    with pytest.raises(
+        job.BootstrapError, match=r"secret registry/registry-nodes: .*registry-nodes.json: no 'username'"
+    ):
         job.step_secrets(ctx)
 
 

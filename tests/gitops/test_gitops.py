@@ -22,7 +22,7 @@ from gitops_tree import EXAMPLE, SITES, render_app
 from gitops_tree import public_site as _public_site
 
 from chart_harness import REPO, Document, check_pod_security, render_chart, validate_documents
-from homelab_bootstrap import gitops
+from homelab_bootstrap import gitops, registry
 from homelab_bootstrap.seed import vendor_local_dependencies
 from homelab_common.site import load_site, parse_site
 
@@ -135,6 +135,37 @@ def test_upgrade_plans_roll_k3s_one_node_at_a_time_to_the_site_version(trees: di
         assert spec["concurrency"] == 1
         assert spec["version"] == load_site(EXAMPLE).k3s.version
     assert plans["k3s-agent"]["prepare"]["args"] == ["prepare", "k3s-server"]
+
+
+def test_the_nodes_pull_endpoint_is_a_read_only_registry_on_the_push_registrys_volume(
+    trees: dict[str, Path],
+) -> None:
+    """templates/pull.yaml: the push registry's image, its claim mounted read-only on its node, read-only mode, the
+    nodes' htpasswd only, reached on every node at registry.PULL_URL (what autoinstall writes into registries.yaml)."""
+    docs = _kinds(_render(trees["example"], gitops.App("platform", "registry")))
+    (deployment,) = docs["Deployment"]
+    (service,) = docs["Service"]
+    values = yaml.safe_load((REPO / "gitops/platform/registry/values.yaml").read_text())["docker-registry"]
+    pod = deployment.body["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"{values['image']['repository']}:{values['image']['tag']}"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert yaml.safe_load(env["REGISTRY_STORAGE_MAINTENANCE_READONLY"]) == {"enabled": True}
+    assert env["REGISTRY_AUTH_HTPASSWD_PATH"] == "/auth/htpasswd"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "registry-docker-registry", "readOnly": True}
+    assert volumes["htpasswd"]["secret"]["secretName"] == registry.SECRET_NAME
+    assert volumes["config"]["configMap"]["name"] == "registry-docker-registry-config"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["data"]["readOnly"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsUser"] == values["securityContext"]["runAsUser"] != 0
+    (term,) = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == {"app": "docker-registry", "release": "registry"}
+    assert service.body["spec"]["type"] == "NodePort"
+    (port,) = service.body["spec"]["ports"]
+    assert f"http://127.0.0.1:{port['nodePort']}" == registry.PULL_URL
 
 
 def test_site_values_carry_the_domain_into_upstream_keys() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import stat
 import subprocess
 import urllib.error
@@ -38,6 +39,10 @@ MANIFESTS = ", ".join(
     ]
 )
 
+#: The pull endpoint's read-only switch, as the chart sets it (an environment override of the configuration file)
+_PULL = (REPO / "gitops/platform/registry/templates/pull.yaml").read_text()
+PULL_READONLY = re.search(r"name: REGISTRY_STORAGE_MAINTENANCE_READONLY\s+value: \"([^\"]+)\"", _PULL)[1]  # type: ignore[index]
+
 pytestmark = [
     pytest.mark.root,
     pytest.mark.slow,
@@ -47,7 +52,8 @@ pytestmark = [
 
 @contextmanager
 def distribution(tmp: Path, htpasswd: str, storage: Path, *, readonly: bool = False) -> Iterator[str]:
-    """A registry on 127.0.0.1 with htpasswd auth on ``storage`` (read-only: refusing writes); yields host:port."""
+    """A registry on 127.0.0.1 with htpasswd auth on ``storage``; yields host:port. Read-only (refusing writes)
+    the way gitops/platform/registry/templates/pull.yaml makes it: its environment override on top of the file."""
     tmp.mkdir(parents=True)
     (tmp / "htpasswd").write_text(htpasswd)
     address = f"127.0.0.1:{free_port()}"
@@ -56,14 +62,15 @@ def distribution(tmp: Path, htpasswd: str, storage: Path, *, readonly: bool = Fa
         "log": {"level": "warn"},
         "storage": {
             "filesystem": {"rootdirectory": str(storage)},
-            "maintenance": {"readonly": {"enabled": readonly}, "uploadpurging": {"enabled": False}},
+            "maintenance": {"uploadpurging": {"enabled": False}},
         },
         "http": {"addr": address, "secret": "test"},
         "auth": {"htpasswd": {"realm": "homelab", "path": str(tmp / "htpasswd")}},
     }
     (tmp / "config.yml").write_text(yaml.safe_dump(config))
     with (tmp / "registry.log").open("wb") as log:
-        proc = subprocess.Popen([DISTRIBUTION, "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
+        env = dict(os.environ) | ({"REGISTRY_STORAGE_MAINTENANCE_READONLY": PULL_READONLY} if readonly else {})
+        proc = subprocess.Popen([DISTRIBUTION, "serve", str(tmp / "config.yml")], stdout=log, stderr=log, env=env)
     try:
         wait_for(lambda: _status(f"http://{address}/v2/", None) == 401, timeout=30)
         yield address

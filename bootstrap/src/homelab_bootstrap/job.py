@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from homelab_bootstrap import gitops
+from homelab_bootstrap import gitops, registry
 from homelab_bootstrap.gitea import Gitea
 from homelab_bootstrap.kube import Kube
 from homelab_bootstrap.seed import SeedRepo
@@ -172,6 +172,7 @@ def step_secrets(ctx: Context) -> list[str]:
         # mounted into Alertmanager (alertmanagerSpec.secrets), read as auth_password_file: never in its config
         refs.append(("monitoring", gitops.SMTP_SECRET, gitops.SMTP_PASSWORD_KEY, email.password))
     changes += _ntfy_secret(ctx)
+    changes += _registry_nodes_secret(ctx)
     for namespace, name, key, ref in refs:
         try:
             value = ref.read(ctx.environ or None)
@@ -184,6 +185,37 @@ def step_secrets(ctx: Context) -> list[str]:
         if ctx.kube.apply(_secret("backup", BACKUP_SECRET, data)) != "unchanged":
             changes.append(f"secret backup/{BACKUP_SECRET} set from the site file's backup.repositories")
     return changes
+
+
+def _registry_nodes_secret(ctx: Context) -> list[str]:
+    """Secret registry/registry-nodes: the pull endpoint's htpasswd (the nodes' user only) from the credential in
+    ``<state>/registry-nodes.json`` (homelab_bootstrap.registry), the one the nodes' registries.yaml holds.
+
+    Rewritten only when it no longer matches the state file (a new bcrypt salt on every run would be churn). With
+    no state file but a Secret in place (a Job on a fresh volume), the Secret is left alone: a new credential
+    would lock out the nodes installed with the old one. The credential is never printed.
+    """
+    if not ctx.site.apps.registry:
+        return []
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"namespace": registry.NAMESPACE, "name": registry.SECRET_NAME},
+    }
+    existing = ctx.kube.get(probe)
+    if existing is not None and not (ctx.state / registry.FILE).is_file():
+        return []
+    try:
+        credential = registry.node_credential(ctx.state)
+    except ValueError as exc:
+        raise BootstrapError(f"secret {registry.NAMESPACE}/{registry.SECRET_NAME}: {exc}") from None
+    data = {k: base64.b64decode(v).decode() for k, v in ((existing or {}).get("data") or {}).items()}
+    if registry.matches(data, credential):
+        return []
+    ctx.kube.apply(
+        _secret(registry.NAMESPACE, registry.SECRET_NAME, registry.secret_manifest(credential)["stringData"])
+    )
+    return [f"secret {registry.NAMESPACE}/{registry.SECRET_NAME} set from the nodes' registry credential"]
 
 
 def _ntfy_secret(ctx: Context) -> list[str]:

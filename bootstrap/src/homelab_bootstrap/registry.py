@@ -11,7 +11,9 @@ installed before the cluster exists. So:
   pointing ``homelab.internal`` (our image names) at the pull endpoint;
 - the pull endpoint is a read-only registry: a second distribution instance on the push registry's storage with
   ``storage.maintenance.readonly.enabled`` (every upload answered 405), whose htpasswd holds only this user
-  (``secret_manifest``: Secret registry-nodes, the bcrypt line under ``auth``). Not a pull-through proxy: tried,
+  (``secret_manifest``: Secret registry-nodes, the bcrypt line under ``auth``, created by the bootstrap job from
+  the state file; gitops/platform/registry/templates/pull.yaml, on the push registry's node and volume; reached
+  at ``PULL_URL``). Not a pull-through proxy: tried,
   distribution 2.8's proxy sends no credential to an upstream that asks for basic auth (its requests got 401), so
   it could not read the push registry.
 
@@ -38,6 +40,15 @@ USERNAME = "nodes"
 SECRET_NAME = "registry-nodes"  # noqa: S105 - a Secret object's name, not a secret
 NAMESPACE = "registry"
 LENGTH = 32
+#: The pull endpoint as every node reaches it: its own loopback, the NodePort of Service registry/registry-pull
+#: (gitops/platform/registry, ``pull.nodePort``), in registries.yaml (HOMELAB_AUTOINSTALL_REGISTRY_URL). Loopback
+#: and a port, not a name: it needs no DNS record and no TLS certificate the node would have to trust before the
+#: cluster (and its CA) exists; the credential grants no more than the LAN has (above), and the hop from the node
+#: to the pod is the cluster network. Before the registry runs nothing listens there: containerd's pull of a
+#: ``homelab.internal`` image then fails over to its default endpoint, which never resolves, so only images already
+#: on the node start — which every pinned image is, imported on Day 0 (the charts pull IfNotPresent).
+PULL_NODE_PORT = 30500
+PULL_URL = f"http://127.0.0.1:{PULL_NODE_PORT}"
 ALPHABET = string.ascii_letters + string.digits
 
 
@@ -70,6 +81,18 @@ def htpasswd_line(credential: Credential) -> str:
     """``user:$2y$...``: the bcrypt htpasswd entry distribution (and Apache's htpasswd -v) accept."""
     hashed = bcrypt.hashpw(credential.password.encode(), bcrypt.gensalt(rounds=10)).decode()
     return f"{credential.username}:{hashed.replace('$2b$', '$2y$', 1)}"
+
+
+def matches(data: dict[str, str], credential: Credential) -> bool:
+    """Whether a registry-nodes Secret's decoded ``data`` holds ``credential`` and an htpasswd line that verifies."""
+    user, _, hashed = data.get("auth", "").strip().partition(":")
+    expected = (credential.username, credential.password, credential.username)
+    if (data.get("username"), data.get("password"), user) != expected or not hashed.startswith("$2y$"):
+        return False
+    try:
+        return bcrypt.checkpw(credential.password.encode(), hashed.replace("$2y$", "$2b$", 1).encode())
+    except ValueError:  # not a bcrypt hash at all
+        return False
 
 
 def secret_manifest(credential: Credential) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from homelab_bootstrap import assets, gitops, job, join
+from homelab_bootstrap import assets, gitops, job, join, registry
 from homelab_common.k8s.client import load_client
 from homelab_common.k8s.errors import KubeConfigError
 from homelab_common.site import Site, SiteError, backup_policy_warnings, load_site
@@ -245,6 +245,13 @@ def boot_service_env(opts: Options, site: Site, address: str) -> dict[str, dict[
         pxe["HOMELAB_PXE_INTERFACE"] = site.lan.interface
     if (images_dir(opts) / "index.json").is_file():  # Day 0 images for every node (the images stage built them)
         autoinstall["HOMELAB_AUTOINSTALL_IMAGES_DIR"] = str(images_dir(opts).resolve())
+    if site.apps.registry:  # Day 2 images: registries.yaml on every node, with the credential minted once
+        try:
+            registry.node_credential(opts.state)
+        except ValueError as exc:
+            raise PreflightError(f"the nodes' registry credential: {exc}") from None
+        autoinstall["HOMELAB_AUTOINSTALL_REGISTRY_URL"] = registry.PULL_URL
+        autoinstall["HOMELAB_AUTOINSTALL_REGISTRY_CREDENTIAL_FILE"] = str((opts.state / registry.FILE).resolve())
     return {"autoinstall": autoinstall, "pxe": pxe}
 
 
